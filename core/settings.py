@@ -1,0 +1,154 @@
+"""Settings: every knob is an environment variable with a default that serves the embedded mode.
+
+The embedded mode (``deepscreen up``) needs no server: SQLite, Celery's filesystem transport and a
+local blob folder under ``DATA_DIR``. Service mode sets the URLs (docker-compose does). Reading the
+settings has no side effects: nothing is created or connected here.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """Raised at start-up with a message that names the bad variable."""
+
+
+class Settings(BaseSettings):
+    """All settings; the README's table is generated from these field descriptions."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Folder for the embedded mode's database, queue and blobs")
+    database_url: str = Field("", description="SQLAlchemy URL; default sqlite:///$DATA_DIR/deepscreen.db")
+    broker_url: str = Field("", description="Celery broker: redis://, amqp:// or filesystem:// (default)")
+    result_backend: str = Field("", description="Celery results (only /v1/text uses them); default REDIS_URL or the database")
+    redis_url: str = Field("", description="Redis for the status cache and rate limits; empty disables both caches")
+    storage_url: str = Field("", description="file:///path (default $DATA_DIR/blobs) or s3://bucket")
+    s3_endpoint_url: str = Field("", description="S3 endpoint for MinIO or a test server; empty means AWS")
+    s3_region: str = Field("us-east-1", description="S3 region")
+    model_repository: Path = Field(Path("model_repository"), description="Root of the model repository")
+    onnx_providers: str = Field("auto", description="Comma list of ONNX Runtime providers, or auto (CUDA if present)")
+    onnx_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per worker process (0 = ORT default)")
+    default_models: str = Field("nsfw", description="Models run when a request names none (comma list)")
+
+    jwt_secret: str = Field("", description="HMAC secret for HS* tokens; default: $DATA_DIR/jwt_secret")
+    jwt_keys: str = Field("", description='JSON {"kid": "secret"} of keys accepted during rotation')
+    jwt_active_kid: str = Field("", description="kid of the key that signs new tokens (with JWT_KEYS)")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field("HS256", description="Pinned JWT algorithm")
+    jwt_issuer: str = Field("deepscreen", description="iss claim issued and required")
+    jwt_audience: str = Field("deepscreen-api", description="aud claim issued and required")
+    jwt_ttl_seconds: int = Field(900, gt=0, description="Lifetime of tokens from POST /v1/auth/token")
+    jwt_leeway_seconds: int = Field(10, ge=0, description="Clock skew tolerated on exp/nbf/iat")
+
+    rate_limit_default: str = Field("600/minute", description="Default per-subject limit (flask-limiter syntax)")
+    rate_limit_submit: str = Field("120/minute", description="Limit on POST /v1/jobs per subject")
+    rate_limit_auth: str = Field("30/minute", description="Limit on POST /v1/auth/token per client address")
+
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest accepted upload (413 above)")
+    max_image_pixels: int = Field(40_000_000, gt=0, description="Largest decoded image, width x height")
+    max_video_seconds: float = Field(120.0, gt=0, description="Longest accepted video")
+    max_video_frames: int = Field(32, gt=0, description="Frames sampled from a video")
+    max_text_chars: int = Field(10_000, gt=0, description="Longest text field")
+    allowed_formats: str = Field(
+        "jpeg,png,gif,webp,mp4,mov,avi,webm", description="Upload formats accepted, by magic bytes"
+    )
+
+    inference_queue: str = Field("inference", description="Celery queue for media jobs")
+    text_queue: str = Field("text", description="Celery queue for synchronous text screening")
+    task_soft_time_limit: int = Field(120, gt=0, description="Seconds before a task is asked to stop")
+    task_time_limit: int = Field(150, gt=0, description="Seconds before a task's process is killed")
+    max_attempts: int = Field(3, gt=0, description="Deliveries of one job before it fails attempts_exhausted")
+    status_cache_ttl: int = Field(3600, gt=0, description="Seconds a status stays in the Redis cache")
+    stuck_after_seconds: int = Field(600, gt=0, description="A running job older than this is requeued by beat")
+    requeue_queued_after_seconds: int = Field(
+        300, gt=0, description="A queued job older than this is re-sent to the broker by beat"
+    )
+
+    log_level: str = Field("INFO", description="Python log level")
+
+    @field_validator("data_dir", "model_repository")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        data = self.data_dir
+        if not self.database_url:
+            self.database_url = f"sqlite:///{data / 'deepscreen.db'}"
+        if not self.broker_url:
+            self.broker_url = "filesystem://"
+        if not self.result_backend:
+            self.result_backend = self.redis_url or f"db+{self.database_url}"
+        if not self.storage_url:
+            self.storage_url = f"file://{data / 'blobs'}"
+        if not self.storage_url.startswith(("file://", "s3://")):
+            raise ValueError(f"STORAGE_URL must start with file:// or s3://, got {self.storage_url!r}")
+        if self.task_time_limit <= self.task_soft_time_limit:
+            raise ValueError("TASK_TIME_LIMIT must be greater than TASK_SOFT_TIME_LIMIT")
+        if self.jwt_keys:
+            keys = self.signing_keys
+            if self.jwt_active_kid not in keys:
+                raise ValueError("JWT_ACTIVE_KID must name one of the keys in JWT_KEYS")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def signing_keys(self) -> dict[str, str]:
+        """kid -> secret for every key that verifies; the empty kid is the single JWT_SECRET."""
+        if self.jwt_keys:
+            try:
+                keys = json.loads(self.jwt_keys)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"JWT_KEYS is not valid JSON: {exc}") from exc
+            if not isinstance(keys, dict) or not all(isinstance(v, str) and v for v in keys.values()):
+                raise ValueError('JWT_KEYS must be a JSON object {"kid": "secret", ...}')
+            return keys
+        secret = self.jwt_secret or _read_secret_file(self.data_dir / "jwt_secret")
+        return {"": secret} if secret else {}
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.strip() for m in self.default_models.split(",") if m.strip()]
+
+    @property
+    def formats(self) -> set[str]:
+        return {f.strip().lower() for f in self.allowed_formats.split(",") if f.strip()}
+
+
+def _read_secret_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment, raising SettingsError with every bad variable named."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper() or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once (tests call ``get_settings.cache_clear()``)."""
+    return load_settings()

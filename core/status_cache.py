@@ -1,0 +1,53 @@
+"""The Redis status cache: the job document clients poll, written at every transition.
+
+It is only a cache: any failure here is logged and ignored, and readers fall back to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cache
+from typing import Any
+
+import redis
+
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+PREFIX = "deepscreen:job:"
+
+
+@cache
+def get_redis() -> redis.Redis | None:
+    url = get_settings().redis_url
+    if not url:
+        return None
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+def put(doc: dict[str, Any]) -> None:
+    client = get_redis()
+    if client is None:
+        return
+    try:
+        client.set(PREFIX + doc["id"], json.dumps(doc), ex=get_settings().status_cache_ttl)
+    except redis.RedisError as exc:
+        log.warning("status cache write failed for %s: %s", doc.get("id"), exc)
+
+
+def get(job_id: str) -> dict[str, Any] | None:
+    client = get_redis()
+    if client is None:
+        return None
+    try:
+        raw = client.get(PREFIX + job_id)
+    except redis.RedisError as exc:
+        log.warning("status cache read failed for %s: %s", job_id, exc)
+        return None
+    return json.loads(raw) if raw else None
+
+
+def forget() -> None:
+    """Drop the cached client (after fork, or when settings change in tests)."""
+    get_redis.cache_clear()

@@ -1,0 +1,31 @@
+"""Builders write model versions into the repository from packages that ship weights (no network).
+
+Each builder is a function ``build(root: Path, force: bool) -> Manifest``; ``BUILDERS`` maps a model
+name to the dotted path of its builder so that heavy build-time imports stay lazy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from ml.manifest import Manifest
+
+BUILDERS: dict[str, str] = {
+    "nsfw": "ml.builders.nsfw:build",
+    "deepfake": "ml.builders.deepfake:build",
+    "synthetic": "ml.builders.synthetic:build",
+    "meme": "ml.builders.meme:build",
+    "text": "ml.builders.text:build",
+}
+
+
+def builder(name: str) -> Callable[[Path, bool], Manifest]:
+    module, _, attr = BUILDERS[name].partition(":")
+    fn: Callable[[Path, bool], Manifest] = getattr(importlib.import_module(module), attr)
+    return fn
+
+
+def build_all(root: Path, names: list[str] | None = None, force: bool = False) -> list[Manifest]:
+    return [builder(name)(root, force) for name in (names or list(BUILDERS))]
