@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -41,7 +41,10 @@ class Verdict:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    if value is None:
+        return None
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def job_document(job: Job) -> dict[str, Any]:

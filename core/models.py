@@ -62,7 +62,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(200))
-    media_sha256: Mapped[str | None] = mapped_column(ForeignKey("media.sha256"))
+    media_sha256: Mapped[str | None] = mapped_column(ForeignKey("media.sha256"), index=True)
     text: Mapped[str | None] = mapped_column(Text)
     models: Mapped[list[str]] = mapped_column(default=list)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)

@@ -25,10 +25,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
-    data_dir: Path = Field(Path("var"), description="Folder for the embedded mode's database, queue and blobs")
+    data_dir: Path = Field(Path("var"), description="Folder for the embedded database, queue and blobs")
     database_url: str = Field("", description="SQLAlchemy URL; default sqlite:///$DATA_DIR/deepscreen.db")
     broker_url: str = Field("", description="Celery broker: redis://, amqp:// or filesystem:// (default)")
-    result_backend: str = Field("", description="Celery results (only /v1/text uses them); default REDIS_URL or the database")
+    result_backend: str = Field("", description="Celery results (only /v1/text uses them); default REDIS_URL or DB")
     redis_url: str = Field("", description="Redis for the status cache and rate limits; empty disables both caches")
     storage_url: str = Field("", description="file:///path (default $DATA_DIR/blobs) or s3://bucket")
     s3_endpoint_url: str = Field("", description="S3 endpoint for MinIO or a test server; empty means AWS")
@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", description="Python log level")
+    web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
+    web_workers: int = Field(2, gt=0, description="gunicorn worker processes")
+    worker_concurrency: int = Field(1, gt=0, description="Celery worker processes per `deepscreen worker`")
 
     @field_validator("data_dir", "model_repository")
     @classmethod

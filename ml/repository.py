@@ -7,9 +7,12 @@ checksums and builds the pipeline with ONNX Runtime sessions (workers only, afte
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ml.manifest import MANIFEST, Manifest, ModelError
-from ml.pipelines import Pipeline, pipeline_class
+
+if TYPE_CHECKING:
+    from ml.pipelines import Pipeline
 
 
 def _version_key(version: str) -> tuple[int, int | str]:
@@ -48,4 +51,6 @@ class ModelRepository:
     def load(self, name: str, providers: list[str], threads: int = 1, version: str | None = None) -> Pipeline:
         manifest = self.manifest(name, version)
         manifest.verify()
+        from ml.pipelines import pipeline_class  # onnxruntime is imported only where models run
+
         return pipeline_class(manifest.pipeline)(manifest, providers, threads)

@@ -1,0 +1,77 @@
+"""JWT issue and verification (pyjwt), with the algorithm pinned and every standard claim required.
+
+Keys rotate through ``JWT_KEYS`` (kid → secret): new tokens are signed with ``JWT_ACTIVE_KID`` and any
+listed key verifies, so the old key keeps working until it is removed from the list.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from core.settings import Settings
+
+SCOPES = ("submit", "read", "admin")
+DEFAULT_SCOPES = ("submit", "read")
+REQUIRED_CLAIMS = ["exp", "iat", "aud", "iss", "sub"]
+
+
+class TokenError(ValueError):
+    """The token is missing, malformed, expired or signed with a key we do not accept."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def issue_token(settings: Settings, subject: str, scopes: tuple[str, ...] = DEFAULT_SCOPES,
+                ttl_seconds: int | None = None) -> str:
+    keys = settings.signing_keys
+    if not keys:
+        raise TokenError("no signing key: set JWT_SECRET (or run `deepscreen up`, which creates one)")
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise TokenError(f"unknown scopes: {', '.join(sorted(unknown))}")
+    kid = settings.jwt_active_kid if settings.jwt_keys else ""
+    now = int(time.time())
+    claims = {
+        "sub": subject, "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "iat": now, "nbf": now,
+        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds), "scope": " ".join(scopes),
+        "jti": secrets.token_hex(8),
+    }
+    headers = {"kid": kid} if kid else None
+    return jwt.encode(claims, keys[kid], algorithm=settings.jwt_algorithm, headers=headers)
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    keys = settings.signing_keys
+    if not keys:
+        raise TokenError("server has no signing key configured")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TokenError(f"malformed token: {exc}") from exc
+    kid = header.get("kid", "")
+    if kid not in keys:
+        raise TokenError("token signed with an unknown key")
+    try:
+        claims = jwt.decode(
+            token, keys[kid], algorithms=[settings.jwt_algorithm], audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer, leeway=settings.jwt_leeway_seconds,
+            options={"require": REQUIRED_CLAIMS},
+        )
+    except jwt.PyJWTError as exc:
+        raise TokenError(str(exc)) from exc
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject:
+        raise TokenError("token has an empty subject")
+    scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(SCOPES)
+    return Principal(subject=subject, scopes=scopes)

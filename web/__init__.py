@@ -1,0 +1,1 @@
+"""The HTTP front end: authenticate, rate-limit, validate, store, record, enqueue. Never runs a model."""

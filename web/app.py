@@ -1,0 +1,45 @@
+"""The Flask app factory: settings, extensions, blueprints, error handlers. Starts no threads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from core.settings import Settings, get_settings
+from web import auth, health, jobs, lookup, metrics, models_api, text_api
+from web.errors import register_error_handlers
+from web.extensions import limiter
+from workers.celery_app import make_celery
+
+
+def create_app(settings: Settings | None = None, test_config: dict[str, Any] | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,  # multipart framing on top of the file
+        MAX_FORM_MEMORY_SIZE=settings.max_text_chars * 4 + 1024,
+        MAX_FORM_PARTS=20,
+        JSON_SORT_KEYS=False,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_DEFAULT=settings.rate_limit_default,
+        RATELIMIT_KEY_PREFIX="deepscreen",
+        RATELIMIT_SWALLOW_ERRORS=True,  # a Redis outage must not turn every request into a 500
+    )
+    if test_config:
+        app.config.update(test_config)
+    logging.basicConfig(level=settings.log_level)
+    app.extensions["deepscreen.settings"] = settings
+    app.extensions["deepscreen.celery"] = make_celery(settings)
+
+    app.before_request(auth.load_principal)  # before the limiter, which keys on the caller
+    limiter.init_app(app)
+    metrics.instrument(app)
+    register_error_handlers(app)
+
+    for bp in (auth.bp, jobs.bp, jobs.status_bp, models_api.bp, lookup.bp, text_api.bp):
+        app.register_blueprint(bp)
+    app.register_blueprint(health.bp)
+    limiter.exempt(health.bp)
+    return app

@@ -1,0 +1,133 @@
+"""Jobs: submit media, read one job, list the caller's jobs. ``/status/<id>`` is an alias for polling."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, jsonify, request, url_for
+from sqlalchemy import and_, or_, select
+
+from core import status_cache
+from core.db import session_scope
+from core.jobs import job_document
+from core.models import Job, JobStatus
+from core.object_store import get_store
+from core.submissions import NewMedia, submit
+from web import metrics
+from web.auth import current_principal, require, settings
+from web.errors import ApiError
+from web.extensions import limiter
+from web.models_api import live_versions
+from web.queue import enqueue_job
+from web.uploads import read_models, read_text, read_upload
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+status_bp = Blueprint("status", __name__)
+
+
+def public(doc: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k != "owner"}
+    out["status_url"] = url_for("status.status", task_id=doc["id"], _external=False)
+    return out
+
+
+def _submit_limit() -> str:
+    return settings().rate_limit_submit
+
+
+@bp.post("")
+@require("submit")
+@limiter.limit(_submit_limit)
+def create():  # type: ignore[no-untyped-def]
+    cfg = settings()
+    principal = current_principal()
+    upload = read_upload(request, cfg)
+    text = read_text(request, cfg)
+    versions = live_versions()
+    models = read_models(request, cfg, set(versions))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= 200):
+        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
+    media = NewMedia(upload.data, upload.sha256, upload.fmt, upload.kind, upload.width, upload.height)
+    result = submit(get_store(), principal.subject, media, text, {m: versions[m] for m in models}, key)
+    status_cache.put(result.doc)
+    if result.needs_enqueue:
+        enqueue_job(result.doc["id"])
+    metrics.SUBMITTED.labels(upload.kind, "known" if result.doc["status"] == JobStatus.SUCCEEDED else "queued").inc()
+    body = public(result.doc)
+    code = 200 if result.doc["status"] == JobStatus.SUCCEEDED else 202
+    response = jsonify(body)
+    response.status_code = code
+    response.headers["Location"] = body["status_url"]
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def _owned_document(job_id: str) -> dict[str, Any]:
+    subject = current_principal().subject
+    doc = status_cache.get(job_id)
+    if doc is None or doc.get("owner") != subject:
+        with session_scope() as session:
+            job = session.get(Job, job_id) if len(job_id) <= 36 else None
+            # Someone else's job is reported exactly like a missing one: ids leak nothing.
+            if job is None or job.owner != subject:
+                raise ApiError(404, "not_found", f"no job {job_id!r}")
+            doc = job_document(job)
+        status_cache.put(doc)
+    return doc
+
+
+@status_bp.get("/status/<task_id>")
+@require("read")
+def status(task_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(public(_owned_document(task_id)))
+
+
+@bp.get("/<job_id>")
+@require("read")
+def get(job_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(public(_owned_document(job_id)))
+
+
+def _cursor(raw: str) -> tuple[datetime, str]:
+    try:
+        stamp, _, job_id = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
+        return datetime.fromisoformat(stamp), job_id
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_cursor", "the cursor is not one this API returned") from exc
+
+
+@bp.get("")
+@require("read")
+def index():  # type: ignore[no-untyped-def]
+    """The caller's jobs, newest first; ``?status=``, ``?limit=`` (≤ 100) and ``?cursor=`` from ``next``."""
+    subject = current_principal().subject
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError as exc:
+        raise ApiError(400, "bad_limit", "limit must be an integer") from exc
+    if not 1 <= limit <= 100:
+        raise ApiError(400, "bad_limit", "limit must be between 1 and 100")
+    query = select(Job).where(Job.owner == subject)
+    wanted = request.args.get("status")
+    if wanted:
+        if wanted not in set(JobStatus):
+            raise ApiError(400, "bad_status", f"status must be one of {', '.join(JobStatus)}")
+        query = query.where(Job.status == wanted)
+    if request.args.get("cursor"):
+        stamp, last_id = _cursor(request.args["cursor"])
+        query = query.where(or_(Job.created_at < stamp, and_(Job.created_at == stamp, Job.id < last_id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    with session_scope() as session:
+        rows = list(session.scalars(query))
+        docs = [public(job_document(job)) for job in rows[:limit]]
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = (
+            base64.urlsafe_b64encode(f"{last.created_at.isoformat()}|{last.id}".encode()).decode() if last else None
+        )
+    return jsonify({"items": docs, "next": next_cursor})
+

@@ -1,0 +1,35 @@
+"""Sending work to the broker from the web (by task name: the web never imports the task code)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from flask import current_app
+
+from workers.celery_app import TASK_SCREEN, TASK_TEXT
+
+log = logging.getLogger(__name__)
+RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def celery() -> Celery:
+    return current_app.extensions["deepscreen.celery"]
+
+
+def enqueue_job(job_id: str) -> bool:
+    """Send the job; on a broker outage the job stays queued in the database and beat re-sends it."""
+    try:
+        celery().send_task(TASK_SCREEN, args=[job_id], task_id=job_id, retry=True, retry_policy=RETRY_POLICY)
+    except Exception as exc:
+        log.warning("broker unavailable, job %s will be re-sent by the sweep: %s", job_id, exc)
+        return False
+    return True
+
+
+def screen_texts(texts: list[str], timeout: float) -> list[dict]:
+    result = celery().send_task(TASK_TEXT, args=[texts], retry=True, retry_policy=RETRY_POLICY)
+    try:
+        return result.get(timeout=timeout, propagate=True)
+    finally:
+        result.forget()

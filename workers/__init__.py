@@ -1,0 +1,1 @@
+"""Celery workers: thin tasks over plain functions in ``workers.screening`` and ``workers.sweeps``."""

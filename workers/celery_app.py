@@ -1,0 +1,75 @@
+"""The Celery app, built from settings. ``celery -A workers.celery_app worker`` finds ``app`` here.
+
+Delivery is at-least-once: acks late, requeue when a worker process dies, prefetch 1 so a killed
+process holds at most one job, and a visibility timeout above the hard time limit so Redis does not
+redeliver a job that is still running.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+from core.settings import Settings, get_settings
+
+TASK_SCREEN = "deepscreen.screen"
+TASK_TEXT = "deepscreen.text"
+TASK_SWEEP = "deepscreen.sweep"
+
+
+def celery_config(settings: Settings) -> dict:
+    transport_options: dict = {"visibility_timeout": settings.task_time_limit * 2 + 60}
+    if settings.embedded:
+        folder = settings.broker_folder
+        transport_options.update(
+            data_folder_in=str(folder / "out"), data_folder_out=str(folder / "out"),
+            processed_folder=str(folder / "processed"), store_processed=False,
+        )
+    return {
+        "broker_url": settings.broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "result_backend": settings.result_backend,
+        "result_expires": timedelta(minutes=10),
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "task_default_queue": settings.inference_queue,
+        "task_queues": [Queue(settings.inference_queue), Queue(settings.text_queue)],
+        "task_routes": {
+            TASK_SCREEN: {"queue": settings.inference_queue},
+            TASK_TEXT: {"queue": settings.text_queue},
+            TASK_SWEEP: {"queue": settings.inference_queue},
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_serializer": "json",
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "sweep": {"task": TASK_SWEEP, "schedule": 60.0, "options": {"expires": 55}},
+        },
+        "imports": ["workers.tasks", "workers.signals"],
+    }
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery = Celery("deepscreen")
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+def __getattr__(name: str) -> Celery:
+    # `celery -A workers.celery_app` looks up `app`; build it on first access, not at import.
+    if name in ("app", "celery"):
+        global app
+        app = make_celery()
+        return app
+    raise AttributeError(name)
