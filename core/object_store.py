@@ -138,7 +138,10 @@ class S3Store(ObjectStore):
         self._call(self._client.delete_object, Key=self._key(key))
 
     def ping(self) -> None:
-        self._call(self._client.head_bucket)
+        try:
+            self._call(self._client.head_bucket)
+        except BlobMissing as exc:
+            raise StorageUnavailable(f"s3: bucket {self.bucket!r} does not exist") from exc
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (used by set-up commands and tests, not at import)."""

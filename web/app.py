@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,  # multipart framing on top of the file
-        MAX_FORM_MEMORY_SIZE=settings.max_text_chars * 4 + 1024,
+        MAX_FORM_MEMORY_SIZE=max(1024 * 1024, settings.max_text_chars * 4),  # text fields; files stream to disk
         MAX_FORM_PARTS=20,
         JSON_SORT_KEYS=False,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",

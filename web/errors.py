@@ -51,7 +51,7 @@ def register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         if status == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
-            return error_response(413, "payload_too_large", f"the upload exceeds {limit} bytes",
+            return error_response(413, "payload_too_large", "the request body or one of its fields is too large",
                                   {"max_bytes": limit})
         return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
 

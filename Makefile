@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MODELS := $(CURDIR)/model_repository
+export MODEL_REPOSITORY ?= $(MODELS)
+
+.PHONY: run test install models services lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,build]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+models: $(STAMP)
+	$(BIN)/deepscreen models build
+
+run: models
+	$(BIN)/deepscreen up
+
+services:
+	bash scripts/ensure_services.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: services models lint
+	TEST_MODEL_REPOSITORY=$(MODEL_REPOSITORY) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: models
+	$(BIN)/python bench/end_to_end.py
+	$(BIN)/python bench/models.py
+
+clean:
+	rm -rf $(VENV) var model_repository .pytest_cache .ruff_cache .mypy_cache
