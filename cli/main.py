@@ -20,3 +20,7 @@ def train() -> None:
 for command in (serve.up, serve.web, serve.worker, serve.beat, admin.db, admin.token, admin.apikey,
                 models_cmd.models, scan.scan):
     main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

@@ -54,10 +54,10 @@ def redis_db() -> Iterator[int]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[processes.MotoServer]:
-    server = processes.MotoServer(free_port())
-    server.start()
+    server = processes.MotoServer(free_port(), free_port())
+    server.launch()
     yield server
-    server.stop()
+    server.shutdown()
 
 
 @pytest.fixture(scope="session")

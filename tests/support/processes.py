@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from tests.support.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,18 +28,24 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
 
 
 class MotoServer:
-    """moto's S3 server over real HTTP, stoppable and restartable on the same port (outage tests)."""
+    """moto's S3 server (a real HTTP server in its own process), reached through a relay that
+    ``stop()`` cuts and ``start()`` restores, so an outage keeps the stored objects."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+    def __init__(self, server_port: int, public_port: int) -> None:
+        self.server_port = server_port
+        self.url = f"http://127.0.0.1:{public_port}"
+        self._relay = TcpProxy(public_port, ("127.0.0.1", server_port))
         self._proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def launch(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.server_port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        self.start()
+
+    def start(self) -> None:
+        self._relay.start()
         wait_for(self._up, 30, what="the S3 server")
 
     def _up(self) -> bool:
@@ -46,6 +55,11 @@ class MotoServer:
             return False
 
     def stop(self) -> None:
+        """Cut the network path: clients get connection refused."""
+        self._relay.stop()
+
+    def shutdown(self) -> None:
+        self._relay.stop()
         if self._proc and self._proc.poll() is None:
             self._proc.terminate()
             self._proc.wait(10)
@@ -124,3 +138,43 @@ class Gunicorn(Service):
             return requests.get(f"{self.url}/health", timeout=1).status_code == 200
         except requests.RequestException:
             return False
+
+
+class Nginx(Service):
+    """The real nginx binary, unprivileged, configured from nginx/nginx.conf.template."""
+
+    def __init__(self, prefix: Path, port: int, upstream: str) -> None:
+        from string import Template
+
+        prefix.mkdir(parents=True, exist_ok=True)
+        conf = prefix / "nginx.conf"
+        template = Template((ROOT / "nginx" / "nginx.conf.template").read_text())
+        conf.write_text(template.substitute(LISTEN_PORT=port, UPSTREAM=upstream, PREFIX=str(prefix)))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            raise RuntimeError("nginx is not installed: `make test` installs it (scripts/ensure_services.sh)")
+        argv = [binary, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        super().__init__(argv, {}, prefix / "nginx.out")
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        super().start()
+        wait_for(self._up, 20, what="nginx")
+
+    def _up(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"nginx died:\n{self.log()[-3000:]}")
+        try:
+            requests.get(f"{self.url}/health", timeout=1)
+            return True
+        except requests.RequestException:
+            return False
+
+
+def embedded_env(data_dir: Path, model_repo: Path, bind: str) -> dict[str, str]:
+    """The environment of a user who set nothing but where to keep data: every service URL unset."""
+    from core.settings import Settings
+
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env.update(DATA_DIR=str(data_dir), MODEL_REPOSITORY=str(model_repo), WEB_BIND=bind, DEFAULT_MODELS="nsfw")
+    return env
