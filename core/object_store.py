@@ -107,7 +107,7 @@ class S3Store(ObjectStore):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _call(self, fn, **kwargs):  # type: ignore[no-untyped-def]
+    def _call(self, fn, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
         300, gt=0, description="A queued job older than this is re-sent to the broker by beat"
     )
 
+    cors_origins: str = Field("", description="Comma list of exact origins (scheme://host[:port]) CORS allows")
     log_level: str = Field("INFO", description="Python log level")
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")

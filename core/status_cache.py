@@ -45,7 +45,7 @@ def get(job_id: str) -> dict[str, Any] | None:
     except redis.RedisError as exc:
         log.warning("status cache read failed for %s: %s", job_id, exc)
         return None
-    return json.loads(raw) if raw else None
+    return json.loads(raw) if isinstance(raw, (bytes, str)) else None
 
 
 def forget() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -71,9 +72,10 @@ def test_tampered_signature_is_refused() -> None:
 
 
 def test_key_rotation_with_kid() -> None:
-    old = load_settings(jwt_keys='{"k1": "%s"}' % ("a" * 40), jwt_active_kid="k1")
-    both = load_settings(jwt_keys='{"k1": "%s", "k2": "%s"}' % ("a" * 40, "b" * 40), jwt_active_kid="k2")
-    new_only = load_settings(jwt_keys='{"k2": "%s"}' % ("b" * 40), jwt_active_kid="k2")
+    k1, k2 = {"k1": "a" * 40}, {"k2": "b" * 40}
+    old = load_settings(jwt_keys=json.dumps(k1), jwt_active_kid="k1")
+    both = load_settings(jwt_keys=json.dumps(k1 | k2), jwt_active_kid="k2")
+    new_only = load_settings(jwt_keys=json.dumps(k2), jwt_active_kid="k2")
     old_token, new_token = issue_token(old, "alice"), issue_token(both, "alice")
     assert jwt.get_unverified_header(new_token)["kid"] == "k2"
     assert verify_token(both, old_token).subject == "alice"  # during rotation both verify

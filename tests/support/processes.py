@@ -153,7 +153,9 @@ class Nginx(Service):
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not Path(binary).exists():
             raise RuntimeError("nginx is not installed: `make test` installs it (scripts/ensure_services.sh)")
-        argv = [binary, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"]
+        # As root, nginx's workers would run as nobody and could not spool bodies into pytest's 0700 tmp dirs.
+        directives = "daemon off; user root;" if os.geteuid() == 0 else "daemon off;"
+        argv = [binary, "-e", "stderr", "-p", str(prefix), "-c", str(conf), "-g", directives]
         super().__init__(argv, {}, prefix / "nginx.out")
         self.url = f"http://127.0.0.1:{port}"
 
