@@ -14,10 +14,6 @@ from ml.manifest import Manifest
 
 BUILDERS: dict[str, str] = {
     "nsfw": "ml.builders.nsfw:build",
-    "deepfake": "ml.builders.deepfake:build",
-    "synthetic": "ml.builders.synthetic:build",
-    "meme": "ml.builders.meme:build",
-    "text": "ml.builders.text:build",
 }
 
 
