@@ -40,7 +40,7 @@ def prepare_embedded(settings: Settings) -> None:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.embedded:
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
     secret_file = settings.data_dir / "jwt_secret"
     if not settings.jwt_secret and not settings.jwt_keys and not secret_file.exists():
@@ -68,7 +68,7 @@ def worker(queues: str | None, concurrency: int | None) -> None:
     """Run a Celery worker (models load once per process, after fork)."""
     settings = settings_or_exit()
     if settings.embedded:
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
     _exec(worker_argv(settings, queues, concurrency))
 

@@ -25,7 +25,8 @@ def celery_config(settings: Settings) -> dict:
         folder = settings.broker_folder
         transport_options.update(
             data_folder_in=str(folder / "out"), data_folder_out=str(folder / "out"),
-            processed_folder=str(folder / "processed"), store_processed=False,
+            processed_folder=str(folder / "processed"), control_folder=str(folder / "control"),
+            store_processed=False,
             polling_interval=0.05,  # kombu's default of 1 s would cap the embedded mode at ~1 job/s
         )
     return {

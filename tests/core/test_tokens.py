@@ -65,7 +65,7 @@ def test_alg_none_and_other_algorithms_are_refused() -> None:
 
 def test_tampered_signature_is_refused() -> None:
     token = issue_token(settings(), "alice")
-    head, body, sig = token.split(".")
+    head, _body, sig = token.split(".")
     forged_body = jwt.utils.base64url_encode(b'{"sub":"admin"}').decode()
     with pytest.raises(TokenError):
         verify_token(settings(), f"{head}.{forged_body}.{sig}")
