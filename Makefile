@@ -8,10 +8,11 @@ export MODEL_REPOSITORY ?= $(MODELS)
 
 .PHONY: run test install models services lint bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml requirements-build-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,build]'
+	$(BIN)/pip install -q --no-deps -r requirements-build-nodeps.txt
 	touch $(STAMP)
 
 install: $(STAMP)

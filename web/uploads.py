@@ -7,6 +7,8 @@ Only headers are read here; full decoding happens in the worker, where a failure
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from dataclasses import dataclass
 
 from flask import Request
@@ -46,6 +48,9 @@ def read_upload(request: Request, settings: Settings) -> Upload:
                        "the file's content is not an accepted format (judged by its bytes, not its name)",
                        {"accepted": sorted(settings.formats)})
     fmt, kind = detected
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        # A valid image with an archive appended (JPEG+ZIP and friends) smuggles content past viewers.
+        raise ApiError(415, "polyglot_file", "the file is both media and an archive; send the media alone")
     width = height = None
     if kind == "image":
         try:
@@ -65,6 +70,9 @@ def read_text(request: Request, settings: Settings) -> str | None:
                        {"max_chars": settings.max_text_chars})
     if "\x00" in text:
         raise ApiError(422, "invalid_text", "text must not contain NUL characters")
+    if "\ufffd" in text:
+        # Werkzeug decodes form fields with errors="replace": U+FFFD marks bytes that were not UTF-8.
+        raise ApiError(422, "invalid_text", "text must be valid UTF-8")
     return text or None
 
 

@@ -14,6 +14,9 @@ from ml.manifest import Manifest
 
 BUILDERS: dict[str, str] = {
     "nsfw": "ml.builders.nsfw:build",
+    "synthetic": "ml.builders.synthetic:build",
+    "text": "ml.builders.text:build",
+    "meme": "ml.builders.meme:build",  # after text: it reuses text/1's files
 }
 
 

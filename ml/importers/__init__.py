@@ -1,0 +1,1 @@
+"""Importers: turn checkpoints users bring (timm architectures) into model repository versions."""
