@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_meme
+from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_deepfake, train_meme
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,6 +22,7 @@ for command in (serve.up, serve.web, serve.worker, serve.beat, admin.db, admin.t
     main.add_command(command)
 for command in (models_tools.quantize_cmd, models_tools.parity_cmd, models_tools.import_cmd):
     models_cmd.models.add_command(command)
+train.add_command(train_deepfake.train_deepfake)
 train.add_command(train_meme.train_meme)
 
 

@@ -91,10 +91,9 @@ def up(bind: str | None, build_models: bool) -> None:
     get_settings.cache_clear()
     settings = settings_or_exit()
     if build_models:
-        from ml.builders import builder
+        from ml.builders import build_all
 
-        for name in settings.model_names:
-            builder(name)(settings.model_repository, False)
+        build_all(settings.model_repository)  # existing versions are kept; only missing ones are built
     env = {**os.environ, "DATA_DIR": str(settings.data_dir), "MODEL_REPOSITORY": str(settings.model_repository)}
     bind = bind or settings.web_bind
     children = {

@@ -14,6 +14,7 @@ from ml.manifest import Manifest
 
 BUILDERS: dict[str, str] = {
     "nsfw": "ml.builders.nsfw:build",
+    "deepfake": "ml.builders.deepfake:build",
     "synthetic": "ml.builders.synthetic:build",
     "text": "ml.builders.text:build",
     "meme": "ml.builders.meme:build",  # after text: it reuses text/1's files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,9 @@ def built_repository(tmp_path_factory: pytest.TempPathFactory, names: tuple[str,
     so test modules that each ask for it share one build."""
     from ml.builders import meme, text
 
+    prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")  # `make test` builds the real repository once
+    if prebuilt and all((Path(prebuilt) / name).is_dir() for name in names):
+        return Path(prebuilt)
     root = tmp_path_factory.getbasetemp() / "meme_text_repository"
     builders = {"text": text.build, "meme": meme.build}
     for name in names:

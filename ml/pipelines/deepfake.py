@@ -1,0 +1,93 @@
+"""Deepfake screening: faces per frame → square crops → one classifier call → per-face, per-frame, per-item.
+
+Decoding happens before (the caller hands in MediaItems); detection and cropping are per frame, the
+classifier runs once for every crop of the whole batch (split only above ``max_batch`` crops to bound
+memory). An item in which no frame shows a face gets the explicit label ``no_face`` and no score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ml.aggregation import aggregate, frame_scores
+from ml.face_crops import face_crop, to_batch
+from ml.face_detector import Face, FaceDetector
+from ml.manifest import Manifest
+from ml.pipelines.base import Pipeline
+from ml.types import MediaItem, Outcome
+
+
+@dataclass
+class _Found:
+    item: int
+    frame: int  # the frame's index in the source (MediaItem.frame_indices)
+    face: Face
+
+
+class DeepfakePipeline(Pipeline):
+    def __init__(self, manifest: Manifest, providers: list[str], threads: int = 1) -> None:
+        super().__init__(manifest, providers, threads)
+        options = manifest.options
+        pnet, rnet, onet = (self.session(f"detector.{n}")[0] for n in ("pnet", "rnet", "onet"))
+        self.detector = FaceDetector(
+            pnet, rnet, onet, min_face=int(options.get("min_face", 40)),
+            thresholds=options.get("detector_thresholds", (0.6, 0.7, 0.7)),
+        )
+        self._classifier, self.precision = self.session("classifier")
+        self._input = self._classifier.get_inputs()[0].name
+        self.margin = float(options.get("margin", 0.3))
+        self.crop_size = int(options.get("crop_size", 224))
+        self.rule = str(options.get("aggregation", "confident"))
+        self.max_batch = int(options.get("max_batch", 64))
+        self.threshold = float(manifest.thresholds.get("fake", 0.5))
+
+    def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        out = [
+            self._classifier.run(None, {self._input: to_batch(crops[i: i + self.max_batch])})[0]
+            for i in range(0, len(crops), self.max_batch)
+        ]
+        return np.concatenate(out).reshape(-1).astype(np.float64)
+
+    def predict(self, items: list[MediaItem]) -> list[Outcome]:
+        found: list[_Found] = []
+        crops: list[np.ndarray] = []
+        for index, item in enumerate(items):
+            for frame_index, frame in zip(item.frame_indices, item.frames, strict=True):
+                for face in self.detector.detect(frame):
+                    crop, _ = face_crop(frame, face.box, self.margin, self.crop_size)
+                    crops.append(crop)
+                    found.append(_Found(index, int(frame_index), face))
+        scores = self._classify(crops) if crops else np.empty(0)
+        return [
+            self._outcome(item, [(f, float(s)) for f, s in zip(found, scores, strict=True) if f.item == index])
+            for index, item in enumerate(items)
+        ]
+
+    def _outcome(self, item: MediaItem, faces: list[tuple[_Found, float]]) -> Outcome:
+        common: dict[str, Any] = {
+            "frames_examined": len(item.frames), "threshold": self.threshold, "precision": self.precision,
+        }
+        if not faces:
+            return Outcome(label="no_face", score=None, evidence={**common, "faces": [], "frames": []})
+        per_frame = frame_scores([f.frame for f, _ in faces], [s for _, s in faces])
+        common["frames_without_face"] = [int(i) for i in item.frame_indices if int(i) not in per_frame]
+        # One frame (an image): its score is the max over its faces; the rule only matters across frames.
+        score = aggregate(list(per_frame.values()), self.rule) if len(per_frame) > 1 else next(iter(per_frame.values()))
+        return Outcome(
+            label="fake" if score >= self.threshold else "real",
+            score=score,
+            scores={"fake": score, "real": 1.0 - score},
+            evidence={
+                **common,
+                "faces": [
+                    {"frame": f.frame, "box": [round(float(v), 1) for v in f.face.box], "score": s,
+                     "detector_score": f.face.score}
+                    for f, s in faces
+                ],
+                "frames": [{"frame": frame, "score": s} for frame, s in per_frame.items()],
+                "aggregation": {"frame": "max over faces", "item": self.rule if len(per_frame) > 1 else "single frame"},
+            },
+        )
