@@ -172,10 +172,17 @@ def fail(job_id: str, code: str, message: str) -> bool:
     )
 
 
-def requeue(job_id: str, code: str, message: str) -> bool:
-    """running → queued before a retry; the error stays visible until the job finishes."""
+def requeue(job_id: str, code: str, message: str, refund_attempt: bool = False) -> bool:
+    """running → queued before a retry; the error stays visible until the job finishes.
+
+    ``refund_attempt``: the delivery failed on something outside the job (object store, database),
+    so it must not count toward MAX_ATTEMPTS, which bounds jobs that crash or time out their worker;
+    otherwise a few seconds of store outage would fail good jobs as ``attempts_exhausted``.
+    """
+    extra = {"attempts": Job.attempts - 1} if refund_attempt else {}
     return _transition(
-        job_id, (JobStatus.RUNNING,), status=JobStatus.QUEUED, error_code=code, error_message=message[:2000]
+        job_id, (JobStatus.RUNNING,), status=JobStatus.QUEUED, error_code=code, error_message=message[:2000],
+        **extra,
     )
 
 

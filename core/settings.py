@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     model_repository: Path = Field(Path("model_repository"), description="Root of the model repository")
     onnx_providers: str = Field("auto", description="Comma list of ONNX Runtime providers, or auto (CUDA if present)")
     onnx_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per worker process (0 = ORT default)")
-    default_models: str = Field("nsfw", description="Models run when a request names none (comma list)")
+    default_models: str = Field("deepfake,meme", description="Models run when a request names none (comma list)")
 
     jwt_secret: str = Field("", description="HMAC secret for HS* tokens; default: $DATA_DIR/jwt_secret")
     jwt_keys: str = Field("", description='JSON {"kid": "secret"} of keys accepted during rotation')
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         300, gt=0, description="A queued job older than this is re-sent to the broker by beat"
     )
 
-    cors_origins: str = Field("", description="Comma list of exact origins (scheme://host[:port]) CORS allows")
+    cors_origins: str = Field("", description="Exact origins CORS allows (scheme://host[:port], comma list)")
     log_level: str = Field("INFO", description="Python log level")
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from core.settings import Settings, get_settings
-from web import auth, health, jobs, lookup, metrics, models_api, text_api
+from web import auth, health, jobs, log_filters, lookup, metrics, models_api, openapi, security, text_api
 from web.errors import register_error_handlers
 from web.extensions import limiter
 from workers.celery_app import make_celery
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     if test_config:
         app.config.update(test_config)
     logging.basicConfig(level=settings.log_level)
+    log_filters.install()
     app.extensions["deepscreen.settings"] = settings
     app.extensions["deepscreen.celery"] = make_celery(settings)
 
@@ -37,9 +38,11 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     limiter.init_app(app)
     metrics.instrument(app)
     register_error_handlers(app)
+    security.install(app, settings)
 
     for bp in (auth.bp, jobs.bp, jobs.status_bp, models_api.bp, lookup.bp, text_api.bp):
         app.register_blueprint(bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     limiter.exempt(health.bp)
     return app

@@ -53,7 +53,11 @@ def register_error_handlers(app: Flask) -> None:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             return error_response(413, "payload_too_large", "the request body or one of its fields is too large",
                                   {"max_bytes": limit})
-        return error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        response = error_response(status, HTTP_CODES.get(status, "http_error"), exc.description or exc.name)
+        for name, value in exc.get_headers():  # e.g. Allow on 405, which RFC 9110 requires
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(OperationalError)
     def _database_down(exc: OperationalError):  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select
 from core import status_cache
 from core.db import session_scope
 from core.jobs import job_document
-from core.models import Job, JobStatus
+from core.models import TERMINAL, Job, JobStatus
 from core.object_store import get_store
 from core.submissions import NewMedia, submit
 from web import metrics
@@ -70,9 +70,12 @@ def create():  # type: ignore[no-untyped-def]
 def _owned_document(job_id: str) -> dict[str, Any]:
     subject = current_principal().subject
     doc = status_cache.get(job_id)
-    if doc is None or doc.get("owner") != subject:
+    # Only a terminal status is final; an in-flight one in the cache may lag the database (a cache
+    # write lost during a Redis partition), so the source of truth answers until the job is done.
+    if doc is None or doc.get("owner") != subject or doc.get("status") not in TERMINAL:
         with session_scope() as session:
-            job = session.get(Job, job_id) if len(job_id) <= 36 else None
+            # PostgreSQL rejects NUL in text with an error, not a miss: such an id names no job.
+            job = session.get(Job, job_id) if len(job_id) <= 36 and "\x00" not in job_id else None
             # Someone else's job is reported exactly like a missing one: ids leak nothing.
             if job is None or job.owner != subject:
                 raise ApiError(404, "not_found", f"no job {job_id!r}")
@@ -96,6 +99,8 @@ def get(job_id: str):  # type: ignore[no-untyped-def]
 def _cursor(raw: str) -> tuple[datetime, str]:
     try:
         stamp, _, job_id = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
+        if "\x00" in job_id:
+            raise ValueError("NUL in cursor")
         return datetime.fromisoformat(stamp), job_id
     except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "bad_cursor", "the cursor is not one this API returned") from exc
@@ -114,7 +119,7 @@ def index():  # type: ignore[no-untyped-def]
         raise ApiError(400, "bad_limit", "limit must be between 1 and 100")
     query = select(Job).where(Job.owner == subject)
     wanted = request.args.get("status")
-    if wanted:
+    if wanted is not None:
         if wanted not in set(JobStatus):
             raise ApiError(400, "bad_status", f"status must be one of {', '.join(JobStatus)}")
         query = query.where(Job.status == wanted)

@@ -24,7 +24,7 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 @require("read")
 def lookup(sha256: str):  # type: ignore[no-untyped-def]
     sha256 = sha256.lower()
-    if not SHA256.match(sha256):
+    if not SHA256.fullmatch(sha256):
         raise ApiError(400, "bad_sha256", "give the content's sha256 as 64 hex characters")
     live = live_versions()
     query = (

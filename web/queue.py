@@ -20,7 +20,11 @@ def celery() -> Celery:
 def enqueue_job(job_id: str) -> bool:
     """Send the job; on a broker outage the job stays queued in the database and beat re-sends it."""
     try:
-        celery().send_task(TASK_SCREEN, args=[job_id], task_id=job_id, retry=True, retry_policy=RETRY_POLICY)
+        # ignore_result: nobody waits on a screening task's Celery result (the job row is the result);
+        # without it every send subscribes to the result backend, which during a Redis outage retries
+        # for ~20 s per request and otherwise leaves one pub/sub subscription per job in the web process.
+        celery().send_task(TASK_SCREEN, args=[job_id], task_id=job_id, retry=True, retry_policy=RETRY_POLICY,
+                           ignore_result=True)
     except Exception as exc:
         log.warning("broker unavailable, job %s will be re-sent by the sweep: %s", job_id, exc)
         return False

@@ -25,17 +25,25 @@ def _backoff(retries: int) -> int:
 
 @shared_task(name=TASK_SCREEN, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def screen(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    transient = False
     try:
         return screening.screen_job(job_id)
     except screening.TransientError as exc:
-        code, message = exc.code, str(exc)
+        code, message, transient = exc.code, str(exc), True
     except SoftTimeLimitExceeded:
         code, message = "timeout", f"screening took longer than {get_settings().task_soft_time_limit} s"
     except Exception as exc:  # a bug must not lose the job: record it, retry, and fail once attempts run out
         log.exception("job %s crashed", job_id)
         code, message = "internal_error", f"{type(exc).__name__}: {exc}"
+    if self.request.retries >= MAX_DELIVERY_RETRIES:
+        # Out of retries: end the job with the last error instead of leaving it queued for ever.
+        try:
+            jobs.fail(job_id, code, message)
+        except SQLAlchemyError:
+            log.warning("could not fail job %s; the sweep will re-send it", job_id)
+        return "failed"
     try:
-        jobs.requeue(job_id, code, message)
+        jobs.requeue(job_id, code, message, refund_attempt=transient)
     except SQLAlchemyError:
         log.warning("could not mark job %s queued; the redelivery will re-claim it", job_id)
     raise self.retry(countdown=_backoff(self.request.retries), max_retries=MAX_DELIVERY_RETRIES)
@@ -54,6 +62,6 @@ def sweep() -> dict[str, int]:
     from celery import current_app
 
     def enqueue(job_id: str) -> None:
-        current_app.send_task(TASK_SCREEN, args=[job_id], task_id=job_id)
+        current_app.send_task(TASK_SCREEN, args=[job_id], task_id=job_id, ignore_result=True)
 
     return sweeps.sweep(enqueue)

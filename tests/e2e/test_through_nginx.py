@@ -48,7 +48,7 @@ def test_api_key_to_verdict_through_nginx(stack, service_env):  # type: ignore[n
     response = requests.post(f"{stack}/v1/jobs", headers=headers, timeout=30,
                              files={"file": ("pic.jpg", jpeg_bytes((160, 120), seed=900), "image/jpeg")})
     assert response.status_code == 202, response.text
-    assert response.headers["X-Content-Type-Options"] == "nosniff"  # added by nginx
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # once: nginx hides the app's copy
     status_url = stack + response.json()["status_url"]
 
     def finished():  # type: ignore[no-untyped-def]

@@ -1,0 +1,290 @@
+"""The OpenAPI 3.1 contract as Python data, served at ``GET /openapi.json``.
+
+The limits in it (upload size, text length) are filled in from the running app's settings, so the
+document a client reads is the one this server enforces. tests/web/test_contract_fuzz.py drives a live
+server from it with schemathesis; tests/web/test_openapi.py checks every route is in it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+
+from core.models import JobStatus
+from core.settings import Settings
+from web.extensions import limiter
+from web.text_api import MAX_TEXTS
+
+bp = Blueprint("openapi", __name__)
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(properties: dict[str, Schema], required: list[str] | None = None, extra: bool = False) -> Schema:
+    """An object whose listed properties are all required unless ``required`` says otherwise.
+
+    Responses list every property they carry; request bodies pass ``extra=True``, since the server
+    ignores fields it does not know.
+    """
+    return {"type": "object", "properties": properties,
+            "required": list(properties) if required is None else required, "additionalProperties": extra}
+
+
+def json_body(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Malformed request (code names the field: missing_file, bad_limit, bad_cursor, …)",
+    401: "Missing, malformed, expired or foreign token (`unauthorized`)",
+    403: "The token lacks the scope this operation needs (`forbidden`)",
+    404: "No such resource, or one owned by someone else (`not_found`)",
+    413: "The body, the upload, a text or the image's pixel count is too large",
+    415: "The upload is not an accepted format, judged by its bytes (`unsupported_media_type`)",
+    422: "Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers)",
+    429: "Rate limit exceeded (`rate_limited`); see Retry-After",
+    500: "Unexpected server error (`internal_error`)",
+    503: "A dependency is down: database_unavailable, storage_unavailable, model_unavailable, timeout",
+}
+
+
+def errors(*statuses: int) -> dict[str, Any]:
+    """Responses in the one error shape; 429 carries Retry-After."""
+    out: dict[str, Any] = {}
+    for status in statuses:
+        headers = {"Retry-After": {"schema": {"type": "string"}, "required": True}} if status == 429 else None
+        out[str(status)] = json_body(ref("Error"), ERROR_DESCRIPTIONS[status], headers)
+    return out
+
+
+def schemas(settings: Settings) -> dict[str, Schema]:
+    number_map = {"type": "object", "additionalProperties": {"type": "number"}}
+    verdict = obj({
+        "model_version": {"type": "string"}, "label": {"type": "string"},
+        "score": nullable({"type": "number"}), "scores": number_map, "evidence": {"type": "object"},
+    })
+    return {
+        "Error": obj({"error": obj({
+            "code": {"type": "string", "minLength": 1}, "message": {"type": "string", "minLength": 1},
+            "details": {"type": "object"},
+        })}),
+        "Verdict": verdict,
+        "Media": obj({
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "format": {"type": "string"},
+            "kind": {"type": "string", "enum": ["image", "video"]}, "size": {"type": "integer", "minimum": 1},
+            "width": nullable({"type": "integer"}), "height": nullable({"type": "integer"}),
+        }),
+        "Job": obj({
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+            "attempts": {"type": "integer", "minimum": 0},
+            "models": {"type": "array", "items": {"type": "string"}},
+            "media": nullable(ref("Media")),
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "started_at": nullable({"type": "string", "format": "date-time"}),
+            "finished_at": nullable({"type": "string", "format": "date-time"}),
+            "results": {"type": "object", "additionalProperties": ref("Verdict"),
+                        "description": "model name → verdict; empty until the job succeeds"},
+            "error": nullable(obj({"code": {"type": "string"}, "message": {"type": "string"}})),
+            "status_url": {"type": "string", "description": "Where to poll: /status/{id}"},
+        }),
+        "JobPage": obj({
+            "items": {"type": "array", "items": ref("Job")},
+            "next": nullable({"type": "string", "description": "Pass as ?cursor= for the next page"}),
+        }),
+        "Model": obj({
+            "name": {"type": "string"}, "version": {"type": "string"}, "task": {"type": "string"},
+            "description": {"type": "string"}, "media": {"type": "array", "items": {"type": "string"}},
+            "labels": {"type": "array", "items": {"type": "string"}}, "thresholds": number_map,
+            "variants": {"type": "array", "items": {"type": "string"}}, "provenance": {"type": "object"},
+            "versions": {"type": "array", "items": {"type": "string"}}, "default": {"type": "boolean"},
+        }),
+        "Lookup": obj({
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "results": {"type": "object", "additionalProperties": obj({
+                "model_version": {"type": "string"}, "label": {"type": "string"},
+                "score": nullable({"type": "number"}), "scores": number_map,
+            })},
+        }),
+        "TextRequest": obj({"texts": {
+            "type": "array", "minItems": 1, "maxItems": MAX_TEXTS,
+            "items": {"type": "string", "maxLength": settings.max_text_chars},
+        }}, extra=True),
+        "TextResults": obj({
+            "model": {"type": "string"},
+            "results": {"type": "array", "items": ref("Verdict"), "description": "One per text, in order"},
+        }),
+        "Token": obj({
+            "access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer", "minimum": 1}, "scope": {"type": "string"},
+        }),
+        "Checks": {"type": "object", "additionalProperties": obj(
+            {"ok": {"type": "boolean"}, "error": {"type": "string"}}, required=["ok"])},
+    }
+
+
+def _job_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+            "description": "A job id as returned by POST /v1/jobs"}
+
+
+def _job_read(summary: str, operation_id: str, name: str) -> dict[str, Any]:
+    return {"get": {
+        "summary": summary, "operationId": operation_id, "tags": ["jobs"], "x-scope": "read",
+        "parameters": [_job_id(name)],
+        "responses": {"200": json_body(ref("Job"), "The job"), **errors(401, 403, 404, 429, 500, 503)},
+    }}
+
+
+def paths(settings: Settings) -> dict[str, Any]:
+    location = {"Location": {"schema": {"type": "string"}, "required": True,
+                             "description": "The job's status_url"},
+                "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]},
+                                        "description": "Present when an Idempotency-Key was seen before"}}
+    upload = {
+        "type": "object", "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": f"The media, at most {settings.max_upload_bytes} bytes; format judged by "
+                                    f"its bytes: {', '.join(sorted(settings.formats))}"},
+            "text": {"type": "string", "maxLength": settings.max_text_chars,
+                     "description": "Optional caption/overlay text screened with the media"},
+            "models": {"type": "string", "description": "Comma list of model names; default: the server's"},
+        },
+    }
+    public = {"security": [], "tags": ["operations"]}
+    return {
+        "/v1/jobs": {
+            "post": {
+                "summary": "Submit media for screening", "operationId": "submitJob", "tags": ["jobs"],
+                "x-scope": "submit",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+                "responses": {
+                    "200": json_body(ref("Job"), "Known content, answered at once (succeeded)", location),
+                    "202": json_body(ref("Job"), "Accepted and queued; poll status_url", location),
+                    **errors(400, 401, 403, 413, 415, 422, 429, 500, 503),
+                },
+            },
+            "get": {
+                "summary": "The caller's jobs, newest first", "operationId": "listJobs", "tags": ["jobs"],
+                "x-scope": "read",
+                "parameters": [
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "status", "in": "query",
+                     "schema": {"type": "string", "enum": [s.value for s in JobStatus]}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "The `next` value of the previous page"},
+                ],
+                "responses": {"200": json_body(ref("JobPage"), "One page of jobs"),
+                              **errors(400, 401, 403, 429, 500, 503)},
+            },
+        },
+        "/v1/jobs/{job_id}": _job_read("One of the caller's jobs", "getJob", "job_id"),
+        "/status/{task_id}": _job_read("Poll a job (alias of /v1/jobs/{id})", "getStatus", "task_id"),
+        "/v1/models": {"get": {
+            "summary": "Models the repository serves", "operationId": "listModels", "tags": ["models"],
+            "x-scope": "read",
+            "responses": {"200": json_body(obj({"items": {"type": "array", "items": ref("Model")}}), "All"),
+                          **errors(401, 403, 429, 500)},
+        }},
+        "/v1/lookup/{sha256}": {"get": {
+            "summary": "A known verdict for content, by its sha256, without uploading it",
+            "operationId": "lookup", "tags": ["jobs"], "x-scope": "read",
+            "parameters": [{"name": "sha256", "in": "path", "required": True,
+                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}}],
+            "responses": {"200": json_body(ref("Lookup"), "Verdicts at the live model versions"),
+                          **errors(400, 401, 403, 404, 429, 500, 503)},
+        }},
+        "/v1/text": {"post": {
+            "summary": "Screen short texts synchronously", "operationId": "screenTexts", "tags": ["text"],
+            "x-scope": "submit",
+            "requestBody": {"required": True, "content": {JSON: {"schema": ref("TextRequest")}}},
+            "responses": {"200": json_body(ref("TextResults"), "One verdict per text"),
+                          **errors(401, 403, 413, 422, 429, 500, 503)},
+        }},
+        "/v1/auth/token": {"post": {
+            "summary": "Trade an API key for a short-lived JWT", "operationId": "issueToken",
+            "tags": ["auth"],
+            "security": [{"apiKey": []}],
+            "requestBody": {"required": False, "content": {JSON: {"schema": obj(
+                {"api_key": {"type": "string", "description": "Alternative to the X-API-Key header"}},
+                required=[], extra=True)}}},
+            "responses": {"200": json_body(ref("Token"), "A Bearer token"),
+                          **errors(401, 413, 429, 500, 503)},
+        }},
+        "/health": {"get": {
+            "summary": "Liveness", "operationId": "health", **public,
+            "responses": {"200": json_body(obj({"status": {"type": "string", "enum": ["ok"]}}), "Alive"),
+                          **errors(500)},
+        }},
+        "/ready": {"get": {
+            "summary": "Readiness: database, broker, object store, models, cache", "operationId": "ready",
+            **public,
+            "responses": {
+                "200": json_body(obj({"status": {"type": "string", "enum": ["ready"]},
+                                      "checks": ref("Checks")}), "Every dependency answers"),
+                **errors(500, 503),
+            },
+        }},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics", "operationId": "metrics", **public,
+            "responses": {"200": {"description": "Prometheus text exposition",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          **errors(500)},
+        }},
+        "/openapi.json": {"get": {
+            "summary": "This document", "operationId": "openapi", **public,
+            "responses": {"200": json_body({"type": "object"}, "The OpenAPI document"), **errors(500)},
+        }},
+    }
+
+
+def build_spec(settings: Settings) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "deepscreen", "version": "1",
+            "description": "Screens uploaded media for deepfakes and hateful memes. Every error has the body "
+                           '`{"error": {"code", "message", "details"}}`. Scopes: `submit` (POST), `read` '
+                           "(GET), `admin` (both); each operation's `x-scope` names the one it needs.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "tags": [{"name": n} for n in ("jobs", "models", "text", "auth", "operations")],
+        "paths": paths(settings),
+        "components": {
+            "schemas": schemas(settings),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+@bp.get("/openapi.json")
+@limiter.exempt
+def document():  # type: ignore[no-untyped-def]
+    extensions = current_app.extensions
+    if "deepscreen.openapi" not in extensions:
+        extensions["deepscreen.openapi"] = build_spec(extensions["deepscreen.settings"])
+    spec = extensions["deepscreen.openapi"]
+    response = jsonify(spec)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
