@@ -15,7 +15,7 @@ from core.db import session_scope
 from core.jobs import job_document
 from core.models import TERMINAL, Job, JobStatus
 from core.object_store import get_store
-from core.submissions import NewMedia, submit
+from core.submissions import submit
 from web import metrics
 from web.auth import current_principal, require, settings
 from web.errors import ApiError
@@ -51,8 +51,7 @@ def create():  # type: ignore[no-untyped-def]
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 200):
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
-    media = NewMedia(upload.data, upload.sha256, upload.fmt, upload.kind, upload.width, upload.height)
-    result = submit(get_store(), principal.subject, media, text, {m: versions[m] for m in models}, key)
+    result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key)
     status_cache.put(result.doc)
     if result.needs_enqueue:
         enqueue_job(result.doc["id"])

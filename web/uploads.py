@@ -9,28 +9,18 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from dataclasses import dataclass
 
 from flask import Request
 
 from core.media_types import sniff
 from core.settings import Settings
+from core.submissions import NewMedia
 from ml.image_decode import probe_image
 from ml.types import MediaError
 from web.errors import ApiError
 
 
-@dataclass(frozen=True)
-class Upload:
-    data: bytes
-    sha256: str
-    fmt: str
-    kind: str
-    width: int | None
-    height: int | None
-
-
-def read_upload(request: Request, settings: Settings) -> Upload:
+def read_upload(request: Request, settings: Settings) -> NewMedia:
     files = request.files.getlist("file")
     if len(request.files) > 1 or len(files) > 1:
         raise ApiError(400, "too_many_files", "send exactly one file, in the multipart field 'file'")
@@ -58,7 +48,7 @@ def read_upload(request: Request, settings: Settings) -> Upload:
         except MediaError as exc:
             status = 413 if exc.code == "image_too_large" else 422
             raise ApiError(status, exc.code, exc.message) from exc
-    return Upload(data, hashlib.sha256(data).hexdigest(), fmt, kind, width, height)
+    return NewMedia(data, hashlib.sha256(data).hexdigest(), fmt, kind, width, height)
 
 
 def read_text(request: Request, settings: Settings) -> str | None:
