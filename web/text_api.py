@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import Blueprint, jsonify, request
 
@@ -10,6 +12,7 @@ from web.errors import ApiError
 from web.models_api import live_versions
 from web.queue import screen_texts
 
+log = logging.getLogger(__name__)
 bp = Blueprint("text", __name__, url_prefix="/v1/text")
 MAX_TEXTS = 100
 WAIT_SECONDS = 20.0
@@ -37,4 +40,7 @@ def screen():  # type: ignore[no-untyped-def]
         results = screen_texts(texts, WAIT_SECONDS)
     except CeleryTimeout as exc:
         raise ApiError(503, "timeout", f"no text worker answered within {WAIT_SECONDS:.0f} s") from exc
+    except Exception as exc:  # the worker raised (e.g. a model that fails verification): say so, not 500
+        log.error("text screening failed: %s", exc)
+        raise ApiError(503, "screening_failed", "the text worker could not screen these texts") from exc
     return jsonify({"model": "text", "results": results})
