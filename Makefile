@@ -35,7 +35,7 @@ test: services models lint
 
 bench: models
 	$(BIN)/python bench/end_to_end.py
-	$(BIN)/python bench/models.py
+	$(BIN)/python -m bench.models --repository $(MODEL_REPOSITORY)
 
 clean:
 	rm -rf $(VENV) var model_repository .pytest_cache .ruff_cache .mypy_cache

@@ -73,6 +73,22 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_repository_stays_unchanged() -> Iterator[None]:
+    """Tests share the repository `make test` built; one that wrote a version into it would change
+    which version is live for every test after it."""
+    prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")
+    if not prebuilt:
+        yield
+        return
+    def listing() -> list[str]:
+        return sorted(str(p.relative_to(prebuilt)) for p in Path(prebuilt).glob("*/*/manifest.json"))
+
+    before = listing()
+    yield
+    assert listing() == before, "a test wrote into the shared model repository"
+
+
 @pytest.fixture(scope="session")
 def service_env(pg_url: str, redis_db: int, s3_server: processes.MotoServer, model_repo: Path,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:

@@ -45,8 +45,12 @@ def test_reader_rejects_bad_records(tmp_path: Path) -> None:
         read_split(tmp_path, "test")
 
 
-def test_train_writes_a_loadable_version_with_dev_metrics(repo: Path, data: Path) -> None:
-    out = repo / "meme" / "2"
+def test_train_writes_a_loadable_version_with_dev_metrics(repo: Path, data: Path, tmp_path: Path) -> None:
+    # A repository of our own beside the shared one: meme/1 linked in, the trained meme/2 written here,
+    # so no other test ever sees a version this test made.
+    (tmp_path / "repo" / "meme").mkdir(parents=True)
+    (tmp_path / "repo" / "meme" / "1").symlink_to(repo / "meme" / "1")
+    out = tmp_path / "repo" / "meme" / "2"
     report = train(data, out, seed=0, epochs=60, base=repo / "meme" / "1")
     assert report.seconds > 0
     assert report.train_size == 28 and report.dev_size == 12 and report.features == 901
@@ -63,7 +67,7 @@ def test_train_writes_a_loadable_version_with_dev_metrics(repo: Path, data: Path
     with pytest.raises(ValueError, match="already holds"):
         train(data, out, seed=0, epochs=1, base=repo / "meme" / "1")
 
-    pipeline = ModelRepository(repo).load("meme", ["CPUExecutionProvider"], threads=1)  # newest: 2
+    pipeline = ModelRepository(tmp_path / "repo").load("meme", ["CPUExecutionProvider"], threads=1)  # newest: 2
     assert isinstance(pipeline, MemePipeline) and pipeline.version == "2" and pipeline.head is not None
     hostile, benign = pipeline.predict([
         MediaItem(kind="image", frames=[draw_meme("kill all of them", seed=7)], text="kill all of them"),
