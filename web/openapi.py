@@ -56,7 +56,8 @@ ERROR_DESCRIPTIONS = {
     422: "Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers)",
     429: "Rate limit exceeded (`rate_limited`); see Retry-After",
     500: "Unexpected server error (`internal_error`)",
-    503: "A dependency is down: database_unavailable, storage_unavailable, model_unavailable, screening_failed, timeout",
+    503: ("A dependency is down: database_unavailable, storage_unavailable, model_unavailable, "
+          "screening_failed, timeout"),
 }
 
 
