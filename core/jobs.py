@@ -72,6 +72,7 @@ def job_document(job: Job) -> dict[str, Any]:
             for r in job.results
         },
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "callback_url": job.callback_url,
     }
 
 

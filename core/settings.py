@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     )
 
     cors_origins: str = Field("", description="Exact origins CORS allows (scheme://host[:port], comma list)")
+    webhook_secret: str = Field("", description="HMAC key that signs webhooks; empty disables callback_url")
+    webhook_allowed_hosts: str = Field("", description="Comma list of hosts callbacks may reach (empty: any public)")
     log_level: str = Field("INFO", description="Python log level")
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")
@@ -128,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def model_names(self) -> list[str]:
         return [m.strip() for m in self.default_models.split(",") if m.strip()]
+
+    @property
+    def webhook_hosts(self) -> set[str]:
+        return {h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip()}
 
     @property
     def formats(self) -> set[str]:

@@ -62,7 +62,7 @@ def _existing(session: Session, owner: str, idempotency_key: str) -> Job | None:
 
 
 def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, models: dict[str, str],
-           idempotency_key: str | None = None) -> Submission:
+           idempotency_key: str | None = None, callback_url: str | None = None) -> Submission:
     """``models`` maps each requested model to its live version (for the known-verdict check)."""
     if idempotency_key:
         with session_scope() as session:
@@ -87,7 +87,7 @@ def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, mo
     try:
         with session_scope() as session:
             job = Job(owner=owner, media_sha256=media.sha256, text=text, models=list(models),
-                      idempotency_key=idempotency_key)
+                      idempotency_key=idempotency_key, callback_url=callback_url)
             known = _known_results(session, media.sha256, text, models)
             if known:
                 now = utcnow()

@@ -106,6 +106,8 @@ def service_env(pg_url: str, redis_db: int, s3_server: processes.MotoServer, mod
         "MODEL_REPOSITORY": str(model_repo),
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "JWT_SECRET": secrets.token_urlsafe(32),
+        "WEBHOOK_SECRET": secrets.token_urlsafe(32),
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",  # the tests' own receivers
         "DEFAULT_MODELS": "nsfw",
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_DEFAULT": "10000/minute",

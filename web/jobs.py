@@ -21,8 +21,8 @@ from web.auth import current_principal, require, settings
 from web.errors import ApiError
 from web.extensions import limiter
 from web.models_api import live_versions
-from web.queue import enqueue_job
-from web.uploads import read_models, read_text, read_upload
+from web.queue import enqueue_job, enqueue_webhook
+from web.uploads import read_callback, read_models, read_text, read_upload
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 status_bp = Blueprint("status", __name__)
@@ -51,10 +51,13 @@ def create():  # type: ignore[no-untyped-def]
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (0 < len(key) <= 200):
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
-    result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key)
+    callback = read_callback(request, cfg)
+    result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key, callback)
     status_cache.put(result.doc)
     if result.needs_enqueue:
         enqueue_job(result.doc["id"])
+    elif callback and not result.replayed:
+        enqueue_webhook(result.doc["id"])  # answered at once from a known verdict: still call back
     metrics.SUBMITTED.labels(upload.kind, "known" if result.doc["status"] == JobStatus.SUCCEEDED else "queued").inc()
     body = public(result.doc)
     code = 200 if result.doc["status"] == JobStatus.SUCCEEDED else 202

@@ -101,6 +101,7 @@ def schemas(settings: Settings) -> dict[str, Schema]:
                         "description": "model name → verdict; empty until the job succeeds"},
             "error": nullable(obj({"code": {"type": "string"}, "message": {"type": "string"}})),
             "status_url": {"type": "string", "description": "Where to poll: /status/{id}"},
+            "callback_url": nullable({"type": "string", "description": "Where the finished job is POSTed"}),
         }),
         "JobPage": obj({
             "items": {"type": "array", "items": ref("Job")},
@@ -164,6 +165,9 @@ def paths(settings: Settings) -> dict[str, Any]:
             "text": {"type": "string", "maxLength": settings.max_text_chars,
                      "description": "Optional caption/overlay text screened with the media"},
             "models": {"type": "string", "description": "Comma list of model names; default: the server's"},
+            "callback_url": {"type": "string", "maxLength": 2000,
+                             "description": "http(s) URL to POST the finished job to, signed with "
+                                            "X-Deepscreen-Signature (needs WEBHOOK_SECRET on the server)"},
         },
     }
     public = {"security": [], "tags": ["operations"]}

@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from flask import current_app
 
-from workers.celery_app import TASK_SCREEN, TASK_TEXT
+from workers.celery_app import TASK_SCREEN, TASK_TEXT, TASK_WEBHOOK
 
 log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -29,6 +29,13 @@ def enqueue_job(job_id: str) -> bool:
         log.warning("broker unavailable, job %s will be re-sent by the sweep: %s", job_id, exc)
         return False
     return True
+
+
+def enqueue_webhook(job_id: str) -> None:
+    try:
+        celery().send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True, retry=True, retry_policy=RETRY_POLICY)
+    except Exception as exc:
+        log.warning("broker unavailable, the webhook for job %s is not sent: %s", job_id, exc)
 
 
 def screen_texts(texts: list[str], timeout: float) -> list[dict]:

@@ -15,6 +15,7 @@ from flask import Request
 from core.media_types import sniff
 from core.settings import Settings
 from core.submissions import NewMedia
+from core.webhooks import CallbackRejected, check_callback_url
 from ml.image_decode import probe_image
 from ml.types import MediaError
 from web.errors import ApiError
@@ -64,6 +65,16 @@ def read_text(request: Request, settings: Settings) -> str | None:
         # Werkzeug decodes form fields with errors="replace": U+FFFD marks bytes that were not UTF-8.
         raise ApiError(422, "invalid_text", "text must be valid UTF-8")
     return text or None
+
+
+def read_callback(request: Request, settings: Settings) -> str | None:
+    url = request.form.get("callback_url")
+    if not url:
+        return None
+    try:
+        return check_callback_url(url, settings)
+    except CallbackRejected as exc:
+        raise ApiError(422, "bad_callback_url", str(exc)) from exc
 
 
 def read_models(request: Request, settings: Settings, available: set[str]) -> list[str]:

@@ -17,6 +17,7 @@ from core.settings import Settings, get_settings
 TASK_SCREEN = "deepscreen.screen"
 TASK_TEXT = "deepscreen.text"
 TASK_SWEEP = "deepscreen.sweep"
+TASK_WEBHOOK = "deepscreen.webhook"
 
 
 def celery_config(settings: Settings) -> dict:
@@ -48,6 +49,7 @@ def celery_config(settings: Settings) -> dict:
             TASK_SCREEN: {"queue": settings.inference_queue},
             TASK_TEXT: {"queue": settings.text_queue},
             TASK_SWEEP: {"queue": settings.inference_queue},
+            TASK_WEBHOOK: {"queue": settings.inference_queue},
         },
         "task_serializer": "json",
         "accept_content": ["json"],

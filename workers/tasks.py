@@ -11,8 +11,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core import jobs
 from core.settings import get_settings
-from workers import screening, sweeps
-from workers.celery_app import TASK_SCREEN, TASK_SWEEP, TASK_TEXT
+from workers import screening, sweeps, webhooks
+from workers.celery_app import TASK_SCREEN, TASK_SWEEP, TASK_TEXT, TASK_WEBHOOK
 from workers.model_cache import get_pipeline
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,12 @@ def _backoff(retries: int) -> int:
 
 @shared_task(name=TASK_SCREEN, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def screen(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    outcome = _screen(self, job_id)
+    webhooks.notify_if_finished(job_id, lambda: self.app.send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True))
+    return outcome
+
+
+def _screen(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     transient = False
     try:
         return screening.screen_job(job_id)
@@ -65,3 +71,15 @@ def sweep() -> dict[str, int]:
         current_app.send_task(TASK_SCREEN, args=[job_id], task_id=job_id, ignore_result=True)
 
     return sweeps.sweep(enqueue)
+
+
+@shared_task(name=TASK_WEBHOOK, bind=True, acks_late=True, ignore_result=True)
+def webhook(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    """POST the finished job to its callback_url; non-2xx or a network error is retried with backoff."""
+    outcome = webhooks.send(job_id)
+    if outcome == "retry":
+        if self.request.retries >= webhooks.MAX_RETRIES:
+            log.warning("webhook for job %s gave up after %d tries", job_id, self.request.retries + 1)
+            return "gave_up"
+        raise self.retry(countdown=webhooks.backoff(self.request.retries), max_retries=webhooks.MAX_RETRIES)
+    return outcome

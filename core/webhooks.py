@@ -1,0 +1,87 @@
+"""Webhooks: when a job finishes, POST its document to the caller's ``callback_url``, signed.
+
+Signature (like Stripe's): header ``X-Deepscreen-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
+"<t>.<body>" with WEBHOOK_SECRET>``. Delivery is at least once (retried with backoff); receivers
+de-duplicate on ``X-Deepscreen-Delivery`` or the job id, and should refuse old timestamps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+from core.settings import Settings
+
+MAX_URL_LENGTH = 2000
+
+
+class CallbackRejected(ValueError):
+    """The callback URL is not one this server will call."""
+
+
+def check_callback_url(url: str, settings: Settings) -> str:
+    """Accept an http(s) URL to an allowed host; refuse what would let a tenant reach internal services."""
+    if not settings.webhook_secret:
+        raise CallbackRejected("webhooks are disabled on this server (WEBHOOK_SECRET is not set)")
+    if len(url) > MAX_URL_LENGTH:
+        raise CallbackRejected(f"callback_url is longer than {MAX_URL_LENGTH} characters")
+    parsed = urlparse(url)
+    host = (parsed.hostname or "").lower()
+    if parsed.scheme not in ("http", "https") or not host or parsed.username or parsed.password:
+        raise CallbackRejected("callback_url must be an http(s) URL with a host and no credentials")
+    allowed = settings.webhook_hosts
+    if allowed:
+        if host not in allowed:
+            raise CallbackRejected(f"callback host {host!r} is not in WEBHOOK_ALLOWED_HOSTS")
+        return url
+    # No allow-list: refuse addresses that name this machine or a private network. (A DNS name that
+    # resolves to one is not caught here: set WEBHOOK_ALLOWED_HOSTS where that matters.)
+    if host == "localhost" or host.endswith(".localhost"):
+        raise CallbackRejected("callback_url may not point at this server")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return url
+    if not address.is_global:
+        raise CallbackRejected("callback_url may not point at a private, loopback or link-local address")
+    return url
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now: float | None = None) -> bool:
+    """What a receiver does (also used by the tests)."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, timestamp, body), header)
+
+
+def deliver(url: str, doc: dict[str, Any], secret: str, timeout: float = 10.0) -> int:
+    """POST once; returns the HTTP status. Raises requests.RequestException on a network failure."""
+    body = json.dumps({"event": "job.finished", "job": doc}, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "deepscreen-webhook/1",
+        "X-Deepscreen-Event": "job.finished",
+        "X-Deepscreen-Delivery": str(uuid.uuid4()),
+        "X-Deepscreen-Signature": sign(secret, int(time.time()), body),
+    }
+    # No redirects: a 3xx to an internal address would undo the host check.
+    response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    return response.status_code
