@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ml.clip_preprocess import preprocess as clip_preprocess
 from ml.fusion import BranchScores, FusionHead, FusionRule
 from ml.manifest import Manifest
 from ml.ocr import OcrEngine, OcrResult, shared_engine
@@ -21,23 +22,6 @@ from ml.pipelines.base import Pipeline
 from ml.pipelines.text import load_text_branch
 from ml.text_models import clean_text
 from ml.types import MediaItem, Outcome
-
-CLIP_SIZE = 224
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32).reshape(3, 1, 1)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32).reshape(3, 1, 1)
-
-
-def clip_preprocess(frame: np.ndarray) -> np.ndarray:
-    """CLIP's own recipe: shorter side to 224 (bicubic), centre crop, mean/std; (3, 224, 224) float32."""
-    image = Image.fromarray(frame).convert("RGB")
-    w, h = image.size
-    scale = CLIP_SIZE / min(w, h)
-    nw, nh = max(CLIP_SIZE, round(w * scale)), max(CLIP_SIZE, round(h * scale))
-    image = image.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = (nw - CLIP_SIZE) // 2, (nh - CLIP_SIZE) // 2
-    image = image.crop((left, top, left + CLIP_SIZE, top + CLIP_SIZE))
-    chw = np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
-    return ((chw - CLIP_MEAN) / CLIP_STD).astype(np.float32)
 
 
 class ImageBranch:

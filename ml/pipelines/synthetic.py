@@ -14,29 +14,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from PIL import Image
 
+from ml.clip_preprocess import preprocess
 from ml.manifest import Manifest
 from ml.pipelines.base import Pipeline
 from ml.types import MediaItem, Outcome
 
-SIZE = 224
-CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32).reshape(3, 1, 1)
-CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32).reshape(3, 1, 1)
 EPS = 1e-4  # the package clips probabilities to [eps, 1 - eps] before its calibration logit
-
-
-def preprocess(frame: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """RGB uint8 HxWx3 → float32 3x224x224: shortest side to 224 (bicubic), centre crop, CLIP mean/std."""
-    img = Image.fromarray(frame)
-    w, h = img.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    crop = resized.crop((left, top, left + size, top + size))
-    x = np.asarray(crop, dtype=np.float32).transpose(2, 0, 1) / 255.0
-    return ((x - CLIP_MEAN) / CLIP_STD).astype(np.float32)
 
 
 class SyntheticPipeline(Pipeline):
