@@ -21,7 +21,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.conftest import free_port  # noqa: E402
+
 
 def images(n: int) -> list[bytes]:
     rng = np.random.default_rng(0)
@@ -51,12 +52,6 @@ def images(n: int) -> list[bytes]:
 
 
 QUIET = {"LOG_LEVEL": "WARNING", "RATE_LIMIT_DEFAULT": "100000/minute", "RATE_LIMIT_SUBMIT": "100000/minute"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _warmup_image() -> bytes:

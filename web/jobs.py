@@ -82,7 +82,8 @@ def _owned_document(job_id: str) -> dict[str, Any]:
             if job is None or job.owner != subject:
                 raise ApiError(404, "not_found", f"no job {job_id!r}")
             doc = job_document(job)
-        status_cache.put(doc)
+        if doc["status"] in TERMINAL:  # only a final document is worth caching for the next poll
+            status_cache.put(doc)
     return doc
 
 

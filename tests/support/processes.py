@@ -78,6 +78,20 @@ class Service:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
+    def wait_http(self, url: str, timeout: float, what: str, healthy: int | None = 200) -> None:
+        """Wait until ``url`` answers (with ``healthy`` when given); fail at once if the process died."""
+
+        def up() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{what} died:\n{self.log()[-3000:]}")
+            try:
+                status = requests.get(url, timeout=1).status_code
+            except requests.RequestException:
+                return False
+            return healthy is None or status == healthy
+
+        wait_for(up, timeout, what=what)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -129,15 +143,7 @@ class Gunicorn(Service):
 
     def start(self) -> None:
         super().start()
-        wait_for(self._up, 60, what="gunicorn")
-
-    def _up(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"gunicorn died:\n{self.log()[-3000:]}")
-        try:
-            return requests.get(f"{self.url}/health", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
+        self.wait_http(f"{self.url}/health", 60, "gunicorn")
 
 
 class Nginx(Service):
@@ -161,16 +167,7 @@ class Nginx(Service):
 
     def start(self) -> None:
         super().start()
-        wait_for(self._up, 20, what="nginx")
-
-    def _up(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"nginx died:\n{self.log()[-3000:]}")
-        try:
-            requests.get(f"{self.url}/health", timeout=1)
-            return True
-        except requests.RequestException:
-            return False
+        self.wait_http(f"{self.url}/health", 20, "nginx", healthy=None)  # any answer: the upstream may be down
 
 
 def embedded_env(data_dir: Path, model_repo: Path, bind: str) -> dict[str, str]:
