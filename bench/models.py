@@ -35,7 +35,7 @@ BATCHES = (1, 2, 4, 8, 16)
 
 
 def sample_items(count: int) -> list[MediaItem]:
-    from ml.optimize.feeds import generated_frames
+    from ml.build.optimize.feeds import generated_frames
 
     frames: list[np.ndarray] = []
     try:

@@ -72,7 +72,7 @@ def main() -> int:
     try:
         if moto:
             moto.launch()
-        from ml.builders import builder
+        from ml.build.builders import builder
 
         builder("nsfw")(work / "models", False)
         base = {

@@ -26,7 +26,7 @@ from ml.manifest import ModelError
 def eval_cmd(name: str, data: Path, version: str | None, out: Path, batch_size: int, max_frames: int,
              providers: str, threads: int, repository: Path) -> None:
     """Evaluate a model version: AUROC, accuracy at its threshold, confusion matrix, ROC curve."""
-    from ml.evaluate import draw_roc, evaluate, format_table, load_samples
+    from ml.build.evaluate import draw_roc, evaluate, format_table, load_samples
     from ml.repository import ModelRepository
     from ml.runtime import choose_providers
 

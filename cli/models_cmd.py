@@ -21,7 +21,7 @@ def models() -> None:
 @click.option("--force", is_flag=True, help="Rebuild versions that already exist")
 def build(only: tuple[str, ...], force: bool) -> None:
     """Build the default models from packages that ship weights (no network needed)."""
-    from ml.builders import BUILDERS, builder
+    from ml.build.builders import BUILDERS, builder
 
     root = settings_or_exit().model_repository
     names = list(only) or list(BUILDERS)

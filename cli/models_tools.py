@@ -20,7 +20,7 @@ repository_option = click.option(
 
 
 def _frames(folder: Path | None, count: int) -> list:  # type: ignore[type-arg]
-    from ml.optimize.feeds import generated_frames, image_frames
+    from ml.build.optimize.feeds import generated_frames, image_frames
 
     if folder is None:
         click.echo(f"no image folder given: using {count} generated images (give real ones for real numbers)",
@@ -54,7 +54,7 @@ def _manifest(repository: Path, name: str, version: str | None):  # type: ignore
 def quantize_cmd(name: str, version: str | None, role: str, mode: str, calibration: Path | None, samples: int,
                  force: bool, repository: Path) -> None:
     """Add an INT8 (CPU) or FP16 (CUDA) variant of a model file, after measuring it."""
-    from ml.optimize.variants import VariantRefused, make_variant
+    from ml.build.optimize.variants import VariantRefused, make_variant
 
     manifest = _manifest(repository, name, version)
     if role not in manifest.files:
@@ -84,7 +84,7 @@ def quantize_cmd(name: str, version: str | None, role: str, mode: str, calibrati
 def parity_cmd(name: str, version: str | None, role: str, variant: str, images: Path | None, samples: int,
                repository: Path) -> None:
     """Compare a registered variant with its FP32 file on images."""
-    from ml.optimize.variants import compare_variant
+    from ml.build.optimize.variants import compare_variant
 
     manifest = _manifest(repository, name, version)
     try:
@@ -121,7 +121,7 @@ def _floats(value: str | None) -> list[float] | None:
 def import_cmd(arch: str, checkpoint: Path, name: str, version: str, input_size: int | None, mean: str | None,
                std: str | None, threshold: float, trust_checkpoint: bool, force: bool, repository: Path) -> None:
     """Import a deepfake classifier checkpoint (timm architecture) as a new model version."""
-    from ml.importers.timm_import import CheckpointError, import_checkpoint
+    from ml.build.importers.timm_import import CheckpointError, import_checkpoint
 
     try:
         result = import_checkpoint(repository, arch, checkpoint, name, version, input_size=input_size,

@@ -91,7 +91,7 @@ def up(bind: str | None, build_models: bool) -> None:
     get_settings.cache_clear()
     settings = settings_or_exit()
     if build_models:
-        from ml.builders import build_all
+        from ml.build.builders import build_all
 
         build_all(settings.model_repository)  # existing versions are kept; only missing ones are built
     env = {**os.environ, "DATA_DIR": str(settings.data_dir), "MODEL_REPOSITORY": str(settings.model_repository)}

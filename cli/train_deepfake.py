@@ -20,7 +20,8 @@ import click
               help="First copy the real faces bundled in installed packages (skimage, matplotlib) into --faces")
 def train_deepfake(faces: Path, out: Path, seed: int, epochs: int, bundled_faces: bool) -> None:
     """Train the real/fake head (frozen EfficientNet-Lite0 features, SBI pseudo-fakes). Needs torch."""
-    from ml.training.deepfake_train import train, write_bundled_faces
+    from ml.build.faces import write_bundled_faces
+    from ml.build.training.deepfake_train import train
 
     if bundled_faces:
         written = write_bundled_faces(faces)

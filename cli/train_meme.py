@@ -20,7 +20,7 @@ import click
 @click.option("--threads", type=int, default=2, show_default=True, help="ONNX Runtime intra-op threads")
 def train_meme(data: Path, out: Path, seed: int, epochs: int, base: Path | None, threads: int) -> None:
     """Train the logistic fusion head over text-branch scores, NSFW and both embeddings (numpy only)."""
-    from ml.training.meme_train import train
+    from ml.build.training.meme_train import train
 
     try:
         report = train(data, out, seed=seed, epochs=epochs, base=base, threads=threads)

@@ -1,7 +1,7 @@
 """Meme fusion: branch scores → P(hateful).
 
 The shipped fusion is a hand-set rule, not a trained model: no labelled hateful-meme data can be
-had offline. ``FusionHead`` is the trainable alternative (ml.training.meme_train): a logistic head
+had offline. ``FusionHead`` is the trainable alternative (ml.build.training.meme_train): a logistic head
 over branch scores and both embeddings, stored as an ``.npz`` of plain arrays and run with numpy.
 """
 
@@ -108,22 +108,3 @@ class FusionHead:
         return {"kind": "logistic_head", "features": [*SCORE_FEATURES, "text_embedding[384]",
                                                        "image_embedding[512]"],
                 "threshold": self.threshold, "trained": True}
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve by the rank statistic (ties averaged); None when one class is absent."""
-    labels = np.asarray(labels).astype(bool)
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return None
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = np.asarray(scores)[order]
-    start = 0
-    while start < len(order):  # average ranks over ties
-        end = start
-        while end + 1 < len(order) and sorted_scores[end + 1] == sorted_scores[start]:
-            end += 1
-        ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
-        start = end + 1
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))

@@ -1,7 +1,7 @@
 """The text branch: hate/offensive (hatesonar), profanity (alt-profanity-check), MiniLM sentence embedding.
 
 All three run as ONNX (no torch, no scikit-learn at run time). The two TF-IDF graphs were rewritten at
-build time (ml.builders.text) to drop their StringNormalizer node: ONNX Runtime builds that node with
+build time (ml.build.builders.text) to drop their StringNormalizer node: ONNX Runtime builds that node with
 the en_US.UTF-8 locale, which slim containers lack, and the session then refuses to load. Lower-casing
 is done here with ``str.lower`` instead, which is exactly what scikit-learn did when the models were
 trained, so the scores match the originals (checked at build time).

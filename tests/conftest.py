@@ -63,7 +63,7 @@ def s3_server() -> Iterator[processes.MotoServer]:
 @pytest.fixture(scope="session")
 def model_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real model repository, built once (from packages that ship weights; no network)."""
-    from ml.builders import build_all
+    from ml.build.builders import build_all
 
     prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")
     if prebuilt:

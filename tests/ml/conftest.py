@@ -66,7 +66,7 @@ def short_video_mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 @pytest.fixture(scope="session")
 def deepfake_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model repository holding deepfake/1, built once per session (~20-40 s on 2 cores)."""
-    from ml.builders.deepfake import build
+    from ml.build.builders.deepfake import build
 
     prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")  # `make test` builds the real repository once
     if prebuilt and (Path(prebuilt) / "deepfake").is_dir():

@@ -78,7 +78,7 @@ def draw_meme(top: str, bottom: str = "", size: tuple[int, int] = (512, 512), se
 
 def write_meme_dataset(folder: Path, count: int = 40, dev_share: float = 0.3, seed: int = 0) -> Path:
     """A tiny Hateful-Memes-layout set whose labels follow the caption words (hateful vs benign lists)."""
-    from ml.datasets.hateful_memes import write_record
+    from ml.build.datasets.hateful_memes import write_record
 
     rng = np.random.default_rng(seed)
     (folder / "img").mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def write_meme_dataset(folder: Path, count: int = 40, dev_share: float = 0.3, se
 def built_repository(tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...] = ("text", "meme")) -> Path:
     """Build into one folder per test session; a builder returns the existing version when it is there,
     so test modules that each ask for it share one build."""
-    from ml.builders import meme, text
+    from ml.build.builders import meme, text
 
     prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")  # `make test` builds the real repository once
     if prebuilt and all((Path(prebuilt) / name).is_dir() for name in names):

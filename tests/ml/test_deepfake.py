@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from ml.aggregation import aggregate, confident_strategy, frame_scores
-from ml.builders.deepfake import calibration_crops, int8_parity, int8_within_tolerance
+from ml.build.builders.deepfake import calibration_crops, int8_parity, int8_within_tolerance
 from ml.image_decode import decode_image
 from ml.manifest import Manifest, ModelError
 from ml.pipelines.deepfake import DeepfakePipeline
@@ -134,7 +134,7 @@ def test_confident_strategy_follows_the_dfdc_rule() -> None:
 
 def test_training_command_writes_weights(tmp_path: Path) -> None:
     from cli.train_deepfake import train_deepfake
-    from ml.training.deepfake_train import write_bundled_faces
+    from ml.build.faces import write_bundled_faces
 
     staging = tmp_path / "all"
     faces = tmp_path / "faces"

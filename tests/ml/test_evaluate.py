@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.eval_cmd import eval_cmd
-from ml.evaluate import accuracy, auroc, confusion, evaluate, load_samples, roc_curve
+from ml.build.evaluate import accuracy, confusion, evaluate, load_samples
+from ml.build.metrics import auroc, roc_curve
 from ml.repository import ModelRepository
 
 
@@ -81,7 +82,7 @@ def _write_video(path: Path, rng: np.random.Generator) -> None:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ml.builders.nsfw import build
+    from ml.build.builders.nsfw import build
 
     root = tmp_path_factory.mktemp("repo")
     build(root)

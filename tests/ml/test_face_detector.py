@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.builders.deepfake import mtcnn_files
+from ml.build.faces import mtcnn_files
 from ml.face_crops import face_crop, square_box, to_batch
 from ml.face_detector import FaceDetector, nms
 from ml.runtime import CPU, make_session

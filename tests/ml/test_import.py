@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ml.importers.timm_import import (
+from ml.build.importers.timm_import import (
     CheckpointError,
     build_model,
     import_checkpoint,
@@ -81,7 +81,7 @@ def test_import_refuses_without_a_face_detector(tmp_path: Path, b4_checkpoint: P
 def test_checkpoint_of_another_architecture_is_refused_clearly(tmp_path: Path) -> None:
     import torch
 
-    from ml.importers.timm_shim import import_timm
+    from ml.build.importers.timm_shim import import_timm
 
     other = import_timm().create_model("resnet18", pretrained=False, num_classes=1)
     path = tmp_path / "resnet.pt"

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.fusion import BranchScores, FusionHead, FusionRule, auroc
+from ml.build.metrics import auroc
+from ml.fusion import BranchScores, FusionHead, FusionRule
 from ml.manifest import Manifest
 from ml.pipelines.meme import MemePipeline, clip_preprocess
 from ml.repository import ModelRepository

@@ -7,11 +7,11 @@ import pytest
 from click.testing import CliRunner
 
 from cli.train_meme import train_meme
-from ml.datasets.hateful_memes import read_split
+from ml.build.datasets.hateful_memes import read_split
+from ml.build.training.meme_train import train
 from ml.manifest import Manifest
 from ml.pipelines.meme import MemePipeline
 from ml.repository import ModelRepository
-from ml.training.meme_train import train
 from ml.types import MediaItem
 from tests.ml.meme_fixtures import built_repository, draw_meme, write_meme_dataset
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.models_tools import parity_cmd, quantize_cmd
+from ml.build.optimize.parity import ParityReport, parity, time_session
+from ml.build.optimize.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
 from ml.manifest import Manifest, file_entry
-from ml.optimize.parity import ParityReport, parity, time_session
-from ml.optimize.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
 from tests.ml.optimize_fixtures import export_tiny_cnn, image_feeds
 
 
@@ -140,7 +140,7 @@ def test_quantize_command_registers_a_verified_variant(tmp_path: Path) -> None:
 
 
 def test_int8_slower_than_fp32_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ml.optimize.variants as variants
+    import ml.build.optimize.variants as variants
 
     repo = _repository(tmp_path / "repo")
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ml.training.sbi import blend_mask, face_outline, self_blend
+from ml.build.training.sbi import blend_mask, face_outline, self_blend
 
 # Five landmarks of a centred, upright face in a 160 px crop (eyes, nose, mouth corners).
 LANDMARKS = np.array([[60, 65], [100, 65], [80, 88], [64, 110], [96, 110]], dtype=float)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ml.builders.synthetic import build
+from ml.build.builders.synthetic import build
 from ml.manifest import Manifest
 from ml.pipelines.synthetic import SyntheticPipeline, preprocess
 from ml.repository import ModelRepository

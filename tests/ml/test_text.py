@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from ml.builders.text import PROBES, profanity_corpus
+from ml.build.builders.text import PROBES, profanity_corpus
 from ml.manifest import Manifest
 from ml.pipelines.text import TextPipeline
 from ml.repository import ModelRepository

@@ -23,12 +23,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ml.build.efficientnet import export_classifier
+from ml.build.faces import MIN_DETECT_SIDE, cpu_detector, main_face, read_rgb
+from ml.build.logistic import LogisticRegression, sigmoid
+from ml.build.metrics import auroc, eer_threshold
+from ml.build.training.sbi import self_blend
 from ml.face_crops import DEFAULT_MARGIN, DEFAULT_SIZE, face_crop, to_batch
-from ml.face_detector import Face, FaceDetector
-from ml.training.sbi import self_blend
+from ml.face_detector import Face
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-MIN_DETECT_SIDE = 100  # tiny photos (LFW's 25 px) are upscaled to this before detection
 FLIP = [1, 0, 2, 4, 3]  # landmark order after a horizontal flip: eyes and mouth corners swap
 
 
@@ -54,52 +57,8 @@ class TrainReport:
         return asdict(self)
 
 
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties counted half."""
-    labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        raise ValueError("AUROC needs both classes")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def eer_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score where the false-positive rate on reals meets the miss rate on fakes."""
-    labels = np.asarray(labels).astype(bool)
-    best, threshold = 2.0, 0.5
-    for t in np.unique(scores):
-        fpr = float(np.mean(scores[~labels] >= t))
-        fnr = float(np.mean(scores[labels] < t))
-        if abs(fpr - fnr) < best:
-            best, threshold = abs(fpr - fnr), float(t)
-    return threshold
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _main_face(detector: FaceDetector, image: np.ndarray) -> tuple[np.ndarray, Face] | None:
-    """The photo (upscaled when tiny: check ``is_upscaled``) and its most confident face, or None."""
-    short = min(image.shape[:2])
-    if short < MIN_DETECT_SIDE:
-        factor = MIN_DETECT_SIDE / short
-        image = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-    faces = detector.detect(image)
-    return (image, faces[0]) if faces else None
 
 
 def _augmented_crop(
@@ -161,55 +120,6 @@ def _features(session: Any, crops: list[np.ndarray], batch: int = 16) -> np.ndar
     return np.concatenate(out).astype(np.float64)
 
 
-class _Head:
-    """Logistic regression on standardised features, fitted with Adam and L2; folded to raw features on save."""
-
-    def __init__(self, dim: int, l2: float, lr: float) -> None:
-        self.w, self.b, self.l2, self.lr = np.zeros(dim), 0.0, l2, lr
-        self._m, self._v, self._t = np.zeros(dim + 1), np.zeros(dim + 1), 0
-        self.mu: np.ndarray | None = None
-        self.sd: np.ndarray | None = None
-
-    def standardise(self, x: np.ndarray) -> np.ndarray:
-        if self.mu is None:
-            # Floor the scale: near-constant features would otherwise get huge raw weights once folded,
-            # which wrecks INT8 quantisation of the head and amplifies noise.
-            std = x.std(axis=0)
-            self.mu, self.sd = x.mean(axis=0), np.maximum(std, 0.05 * std.max() + 1e-6)
-        return (x - self.mu) / self.sd
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.standardise(x) @ self.w + self.b
-
-    def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        z = self.logits(x)
-        p = _sigmoid(z)
-        loss = float(np.mean(np.logaddexp(0, z) - y * z) + 0.5 * self.l2 * self.w @ self.w)
-        grad = np.append(self.standardise(x).T @ (p - y) / len(y) + self.l2 * self.w, np.mean(p - y))
-        self._t += 1
-        self._m = 0.9 * self._m + 0.1 * grad
-        self._v = 0.999 * self._v + 0.001 * grad**2
-        update = self.lr * (self._m / (1 - 0.9**self._t)) / (np.sqrt(self._v / (1 - 0.999**self._t)) + 1e-8)
-        self.w -= update[:-1]
-        self.b -= update[-1]
-        return loss
-
-    def folded(self) -> tuple[np.ndarray, float]:
-        """(weight, bias) such that logit = features @ weight + bias, without the standardisation."""
-        assert self.mu is not None and self.sd is not None
-        weight = self.w / self.sd
-        return weight.astype(np.float32), float(self.b - self.mu @ weight)
-
-
-def _detector() -> FaceDetector:
-    from ml.builders.deepfake import mtcnn_files
-    from ml.runtime import CPU, make_session
-
-    files = mtcnn_files()
-    pnet, rnet, onet = (make_session(files[k], [CPU], 0) for k in ("pnet", "rnet", "onet"))
-    return FaceDetector(pnet, rnet, onet, min_face=20)
-
-
 def train(
     faces_dir: Path, out: Path, seed: int = 0, epochs: int = 10, held_out: float = 0.2,
     held_out_views: int = 4, l2: float = 1e-2, lr: float = 1e-2, steps_per_epoch: int = 30,
@@ -220,19 +130,18 @@ def train(
     Photos large enough to need no upscaling are drawn ``sharp_repeat`` times per epoch (fresh views each
     time), so that sharp faces, real and blended, weigh as much as the many tiny ones.
     """
-    from ml.builders.deepfake import export_classifier
     from ml.runtime import CPU, make_session
 
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     paths = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    detector = _detector()
+    detector = cpu_detector()
     found: dict[str, tuple[np.ndarray, Face]] = {}
     skipped: list[str] = []
     sharp: set[str] = set()
     for path in paths:
-        image = _read_rgb(path)
-        hit = _main_face(detector, image)
+        image = read_rgb(path)
+        hit = main_face(detector, image)
         name = str(path.relative_to(faces_dir))
         if hit is None:
             skipped.append(name)
@@ -253,7 +162,7 @@ def train(
         test_faces = [found[n] for n in test_names] * held_out_views
         test_crops, test_y = make_pairs(test_faces, np.random.default_rng(seed + 1))
         test_x = _features(backbone, test_crops)
-        head = _Head(test_x.shape[1], l2, lr)
+        head = LogisticRegression(test_x.shape[1], l2=l2, lr=lr, scale_floor=0.05)
         loss, train_samples = float("nan"), 0
         for _ in range(epochs):
             drawn = [found[n] for n in train_names for _ in range(sharp_repeat if n in sharp else 1)]
@@ -264,17 +173,17 @@ def train(
             for _ in range(steps_per_epoch):
                 loss = head.step(x, y)
     weight, bias = head.folded()
-    scores = _sigmoid(test_x @ weight + bias)
+    scores = sigmoid(test_x @ weight + bias)
     # Move the bias so the held-out equal-error point sits at p = 0.5: the DFDC aggregation's fixed
     # 0.8 / 0.2 cut-offs and the manifest threshold then mean what they say. AUROC is unchanged.
     eer = float(np.clip(eer_threshold(test_y, scores), 1e-6, 1 - 1e-6))
     bias -= float(np.log(eer / (1 - eer)))
-    scores = _sigmoid(test_x @ weight + bias)
+    scores = sigmoid(test_x @ weight + bias)
     report = TrainReport(
         seed=seed, epochs=epochs,
         images=[{"path": n, "sha256": _sha256(faces_dir / n)} for n in names], skipped=skipped,
         train=train_names, held_out=test_names, train_samples=train_samples,
-        held_out_samples=len(test_y), train_loss=loss, held_out_auroc=auroc(test_y, scores),
+        held_out_samples=len(test_y), train_loss=loss, held_out_auroc=float(auroc(test_y, scores) or 0.0),
         threshold=eer_threshold(test_y, scores), seconds=round(time.perf_counter() - started, 1),
         notes=["held-out = real crops vs SBI pseudo-fakes of photos never trained on; not real deepfakes",
                f"photos needing no upscaling drawn {sharp_repeat}x per epoch: {sorted(sharp)}",
@@ -285,30 +194,3 @@ def train(
              crop_size=DEFAULT_SIZE, margin=DEFAULT_MARGIN)
     out.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     return report
-
-
-def write_bundled_faces(folder: Path) -> list[Path]:
-    """Copy the licence-clean real faces that ship inside installed packages into ``folder``.
-
-    skimage ``astronaut()`` (NASA), skimage ``lfw_subset()`` faces (the first 100, 25x25 grey), and
-    matplotlib's ``grace_hopper.jpg`` (US Navy) when matplotlib is installed. Build time only.
-    """
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = [folder / "astronaut.png"]
-    cv2.imwrite(str(written[0]), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
-    for i, face in enumerate(data.lfw_subset()[:100]):
-        path = folder / f"lfw_{i:03d}.png"
-        cv2.imwrite(str(path), np.rint(face * 255).astype(np.uint8))
-        written.append(path)
-    try:
-        import matplotlib
-
-        hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-        if hopper.is_file():
-            written.append(folder / "grace_hopper.jpg")
-            written[-1].write_bytes(hopper.read_bytes())
-    except ImportError:
-        pass
-    return written

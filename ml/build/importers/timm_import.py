@@ -148,7 +148,7 @@ def match_state_dict(model: Any, state: dict[str, Any]) -> tuple[dict[str, Any],
 
 
 def build_model(arch: str, classes: int) -> Any:
-    from ml.importers.timm_shim import import_timm
+    from ml.build.importers.timm_shim import import_timm
 
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")

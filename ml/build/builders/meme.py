@@ -14,7 +14,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
-from ml.builders.text import TEXT_OPTIONS, copy_licences, text_provenance, write_text_files
+from ml.build.builders.text import TEXT_OPTIONS, copy_licences, text_provenance, write_text_files
 from ml.manifest import MANIFEST, Manifest, file_entry
 from ml.ocr import DEFAULT_SETTINGS, bundled_model_paths
 

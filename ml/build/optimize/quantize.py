@@ -2,7 +2,7 @@
 
 The variants sit beside the FP32 file in a model version folder (roles ``<role>.int8`` /
 ``<role>.fp16``); ``Pipeline.session`` picks INT8 on CPU and FP16 on CUDA. Nothing here decides
-whether a variant is good enough: ``ml.optimize.parity`` measures that, the caller decides.
+whether a variant is good enough: ``ml.build.optimize.parity`` measures that, the caller decides.
 """
 
 from __future__ import annotations

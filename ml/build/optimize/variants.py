@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ml.build.optimize.feeds import model_feeds
+from ml.build.optimize.parity import ParityReport, parity, time_session
+from ml.build.optimize.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
 from ml.manifest import Manifest, file_entry
-from ml.optimize.feeds import model_feeds
-from ml.optimize.parity import ParityReport, parity, time_session
-from ml.optimize.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
 
 MODES = {"int8-static": "int8", "int8-dynamic": "int8", "fp16": "fp16"}
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from ml.manifest import Manifest
 
 BUILDERS: dict[str, str] = {
-    "nsfw": "ml.builders.nsfw:build",
-    "deepfake": "ml.builders.deepfake:build",
-    "synthetic": "ml.builders.synthetic:build",
-    "text": "ml.builders.text:build",
-    "meme": "ml.builders.meme:build",  # after text: it reuses text/1's files
+    "nsfw": "ml.build.builders.nsfw:build",
+    "deepfake": "ml.build.builders.deepfake:build",
+    "synthetic": "ml.build.builders.synthetic:build",
+    "text": "ml.build.builders.text:build",
+    "meme": "ml.build.builders.meme:build",  # after text: it reuses text/1's files
 }
 
 

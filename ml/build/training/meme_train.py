@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ml.datasets.hateful_memes import MemeRecord, read_split
-from ml.fusion import FusionHead, auroc, feature_matrix
+from ml.build.datasets.hateful_memes import MemeRecord, read_split
+from ml.build.logistic import LogisticRegression, base_rate_logit
+from ml.build.metrics import auroc
+from ml.fusion import FusionHead, feature_matrix
 from ml.manifest import MANIFEST, Manifest, file_entry
 from ml.text_models import clean_text
 
@@ -59,41 +61,14 @@ class TrainReport:
         return asdict(self)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
-
-
 def fit_logistic(x: np.ndarray, y: np.ndarray, seed: int, epochs: int, lr: float = 0.01,
                  l2: float = 1e-2, batch: int = 64) -> tuple[FusionHead, float]:
-    """Standardise, then Adam on the mean log-loss + l2/2 |w|^2; returns the head and its final train loss."""
-    rng = np.random.default_rng(seed)
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    scale = np.where(std > 1e-6, std, 1.0)
-    z = (x - mean) / scale
-    w = np.zeros(x.shape[1])
-    b = float(np.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3)))  # start at the base rate
-    m_w, v_w, m_b, v_b, step = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0, 0
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for _ in range(max(1, epochs)):
-        order = rng.permutation(len(y))
-        for start in range(0, len(y), batch):
-            idx = order[start:start + batch]
-            err = _sigmoid(z[idx] @ w + b) - y[idx]
-            g_w = z[idx].T @ err / len(idx) + l2 * w
-            g_b = float(err.mean())
-            step += 1
-            m_w = beta1 * m_w + (1 - beta1) * g_w
-            v_w = beta2 * v_w + (1 - beta2) * g_w**2
-            m_b = beta1 * m_b + (1 - beta1) * g_b
-            v_b = beta2 * v_b + (1 - beta2) * g_b**2
-            correction1, correction2 = 1 - beta1**step, 1 - beta2**step
-            w -= lr * (m_w / correction1) / (np.sqrt(v_w / correction2) + eps)
-            b -= lr * (m_b / correction1) / (np.sqrt(v_b / correction2) + eps)
-    p = np.clip(_sigmoid(z @ w + b), 1e-7, 1 - 1e-7)
-    loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    head = FusionHead(mean=mean.astype(np.float32), scale=scale.astype(np.float32),
-                      weights=w.astype(np.float32), bias=b, threshold=0.5)
+    """The shared logistic trainer, returned as the runtime's FusionHead, and its final train loss."""
+    model = LogisticRegression(x.shape[1], l2=l2, lr=lr, bias=base_rate_logit(y))
+    loss = model.fit(x, y, epochs=epochs, batch=batch, seed=seed)
+    assert model.mean is not None and model.scale is not None
+    head = FusionHead(mean=model.mean.astype(np.float32), scale=model.scale.astype(np.float32),
+                      weights=model.w.astype(np.float32), bias=model.b, threshold=0.5)
     return head, loss
 
 
@@ -137,7 +112,7 @@ def _copy_base(base: Manifest, out: Path) -> dict[str, dict[str, str]]:
 def train(data_dir: Path, out: Path, seed: int = 0, epochs: int = 100, base: Path | None = None,
           threads: int = 1) -> TrainReport:
     """Fit the head on ``train.jsonl``, measure on ``dev.jsonl`` and write the version folder ``out``."""
-    from ml.builders.meme import write_card
+    from ml.build.builders.meme import write_card
     from ml.pipelines.meme import MemePipeline
 
     started = time.perf_counter()
@@ -147,7 +122,7 @@ def train(data_dir: Path, out: Path, seed: int = 0, epochs: int = 100, base: Pat
     dev_split, dev_records = _labelled(data_dir, ("dev", "dev_seen", "dev_unseen"))
     with tempfile.TemporaryDirectory() as scratch:
         if base is None:
-            from ml.builders.meme import build
+            from ml.build.builders.meme import build
 
             base_manifest = build(Path(scratch), force=True)
         else:

