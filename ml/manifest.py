@@ -10,6 +10,17 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 CARD = "MODEL_CARD.md"
+VALIDATED, NOT_VALIDATED = "validated", "not_validated_on_real_data"
+
+# The manifest's ``validation`` block (written by builders and ``deepscreen eval --record``):
+# {"status": "validated" | "not_validated_on_real_data",
+#  "summary": "one line a moderator reads beside the label",
+#  "date": "YYYY-MM-DD",
+#  "datasets": [{"name", "description", "split" (how it was held out), "n", "positives",
+#                "auroc", "auroc_ci": [lo, hi], "average_precision", "average_precision_ci",
+#                "threshold", "accuracy", "precision", "recall", "fpr", "ece", "by_group": {...}}]}
+# Figures are fractions in [0, 1]; intervals are bootstrap 95 %. Only real labelled data counts as
+# "validated": synthetic or pseudo-fake checks go in provenance, never here.
 
 
 class ModelError(RuntimeError):
@@ -50,6 +61,7 @@ class Manifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    validation: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:
@@ -65,7 +77,7 @@ class Manifest:
                 thresholds=raw.get("thresholds", {}), media=raw.get("media", ["image"]),
                 preprocessing=raw.get("preprocessing", {}), inputs=raw.get("inputs", {}),
                 provenance=raw.get("provenance", {}), options=raw.get("options", {}),
-                description=raw.get("description", ""),
+                description=raw.get("description", ""), validation=raw.get("validation", {}),
             )
         except KeyError as exc:
             raise ModelError("bad_manifest", f"{path} lacks the field {exc}") from exc
@@ -76,6 +88,7 @@ class Manifest:
             "description": self.description, "media": self.media, "files": self.files,
             "labels": self.labels, "thresholds": self.thresholds, "preprocessing": self.preprocessing,
             "inputs": self.inputs, "provenance": self.provenance, "options": self.options,
+            "validation": self.validation,
         }
 
     def save(self) -> None:
@@ -115,7 +128,15 @@ class Manifest:
             "name": self.name, "version": self.version, "task": self.task, "description": self.description,
             "media": self.media, "labels": self.labels, "thresholds": self.thresholds,
             "variants": sorted(self.files), "provenance": self.provenance,
+            "validation": self.quality(),
         }
+
+    def quality(self) -> dict[str, Any]:
+        """The validation block every result and GET /v1/models carry: what this version was evaluated
+        on, the figures and the date, or an explicit "not validated on real data" (see VALIDATION)."""
+        if self.validation:
+            return self.validation
+        return {"status": NOT_VALIDATED, "summary": "not validated on real data", "datasets": []}
 
 
 def file_entry(directory: Path, path: Path) -> dict[str, str]:
