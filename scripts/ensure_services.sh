@@ -26,4 +26,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nginx >/dev/null
 fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium from Debian (the client tests drive it with Playwright)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
 echo "services ready: PostgreSQL, Redis, nginx ($(command -v nginx || echo /usr/sbin/nginx))"

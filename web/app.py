@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask
 
 from core.settings import Settings, get_settings
-from web import auth, health, jobs, log_filters, lookup, metrics, models_api, openapi, security, text_api
+from web import auth, console, health, jobs, log_filters, lookup, metrics, models_api, openapi, security, text_api
 from web.errors import register_error_handlers
 from web.extensions import limiter
 from workers.celery_app import make_celery
@@ -44,5 +44,6 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         app.register_blueprint(bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(console.bp)
     limiter.exempt(health.bp)
     return app

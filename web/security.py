@@ -23,6 +23,11 @@ HEADERS = {
 # scheme://host[:port] with nothing else: flask-cors would read '*' or '^' as a regex, and an
 # unanchored pattern lets https://trusted.example.evil.net through.
 ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# The console (web/console.py) is the one thing served here that a browser renders: its own files
+# only, nothing inline, uploads previewed from blob: URLs the page made itself.
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+               "media-src 'self' blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+               "frame-ancestors 'none'")
 EXPOSED = ["Location", "Idempotent-Replayed", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining",
            "X-RateLimit-Reset"]
 
@@ -37,6 +42,8 @@ def allowed_origins(settings: Settings) -> list[str]:
 
 
 def _harden(response: Response) -> Response:
+    if request.path == "/console" or request.path.startswith("/console/"):
+        response.headers.setdefault("Content-Security-Policy", CONSOLE_CSP)
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     # Everything here is per-caller or live state; the only cacheable document sets its own header.
