@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ml.face_detector import Face, FaceDetector
+from ml.face_detection.common import Face
+from ml.face_detection.mtcnn import MTCNN
 from ml.manifest import ModelError
 
 MIN_DETECT_SIDE = 100  # tiny photos (LFW's 25 px) are upscaled to this before detection
@@ -28,13 +29,13 @@ def mtcnn_files() -> dict[str, Path]:
     return {name: folder / f"{name}.onnx" for name in ("pnet", "rnet", "onet")}
 
 
-def cpu_detector(min_face: int = 20) -> FaceDetector:
+def cpu_detector(min_face: int = 20) -> MTCNN:
     """MTCNN on the CPU provider with ORT's default threads (build time is not a worker)."""
     from ml.runtime import CPU, make_session
 
     files = mtcnn_files()
     pnet, rnet, onet = (make_session(files[k], [CPU], 0) for k in ("pnet", "rnet", "onet"))
-    return FaceDetector(pnet, rnet, onet, min_face=min_face)
+    return MTCNN(pnet, rnet, onet, min_face=min_face)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -44,7 +45,7 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def main_face(detector: FaceDetector, image: np.ndarray) -> tuple[np.ndarray, Face] | None:
+def main_face(detector: MTCNN, image: np.ndarray) -> tuple[np.ndarray, Face] | None:
     """The photo (upscaled when tiny) and its most confident face, or None."""
     short = min(image.shape[:2])
     if short < MIN_DETECT_SIDE:

@@ -14,7 +14,8 @@ import numpy as np
 
 from ml.aggregation import aggregate, frame_scores
 from ml.face_crops import face_crop, to_batch
-from ml.face_detector import Face, FaceDetector
+from ml.face_detection.common import Face
+from ml.face_detection.factory import build_detector
 from ml.manifest import Manifest
 from ml.pipelines.base import Pipeline
 from ml.types import MediaItem, Outcome
@@ -31,11 +32,7 @@ class DeepfakePipeline(Pipeline):
     def __init__(self, manifest: Manifest, providers: list[str], threads: int = 1) -> None:
         super().__init__(manifest, providers, threads)
         options = manifest.options
-        pnet, rnet, onet = (self.session(f"detector.{n}")[0] for n in ("pnet", "rnet", "onet"))
-        self.detector = FaceDetector(
-            pnet, rnet, onet, min_face=int(options.get("min_face", 40)),
-            thresholds=options.get("detector_thresholds", (0.6, 0.7, 0.7)),
-        )
+        self.detector = build_detector(options, lambda role: self.session(role)[0])
         self._classifier, self.precision = self.session("classifier")
         self._input = self._classifier.get_inputs()[0].name
         self.margin = float(options.get("margin", 0.3))
@@ -52,14 +49,17 @@ class DeepfakePipeline(Pipeline):
         return np.concatenate(out).reshape(-1).astype(np.float64)
 
     def predict(self, items: list[MediaItem]) -> list[Outcome]:
+        # Every frame of every item in one detector call: a fixed-shape detector runs them as one batch.
+        where = [(index, int(frame_index), frame) for index, item in enumerate(items)
+                 for frame_index, frame in zip(item.frame_indices, item.frames, strict=True)]
+        detected = self.detector.detect_batch([frame for _, _, frame in where]) if where else []
         found: list[_Found] = []
         crops: list[np.ndarray] = []
-        for index, item in enumerate(items):
-            for frame_index, frame in zip(item.frame_indices, item.frames, strict=True):
-                for face in self.detector.detect(frame):
-                    crop, _ = face_crop(frame, face.box, self.margin, self.crop_size)
-                    crops.append(crop)
-                    found.append(_Found(index, int(frame_index), face))
+        for (index, frame_index, frame), faces in zip(where, detected, strict=True):
+            for face in faces:
+                crop, _ = face_crop(frame, face.box, self.margin, self.crop_size)
+                crops.append(crop)
+                found.append(_Found(index, frame_index, face))
         scores = self._classify(crops) if crops else np.empty(0)
         return [
             self._outcome(item, [(f, float(s)) for f, s in zip(found, scores, strict=True) if f.item == index])
@@ -69,6 +69,7 @@ class DeepfakePipeline(Pipeline):
     def _outcome(self, item: MediaItem, faces: list[tuple[_Found, float]]) -> Outcome:
         common: dict[str, Any] = {
             "frames_examined": len(item.frames), "threshold": self.threshold, "precision": self.precision,
+            "detector": self.detector.name,
         }
         if not faces:
             return Outcome(label="no_face", score=None, evidence={**common, "faces": [], "frames": []})

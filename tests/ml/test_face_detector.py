@@ -7,21 +7,22 @@ import pytest
 
 from ml.build.faces import mtcnn_files
 from ml.face_crops import face_crop, square_box, to_batch
-from ml.face_detector import FaceDetector, nms
+from ml.face_detection.common import nms
+from ml.face_detection.mtcnn import MTCNN
 from ml.runtime import CPU, make_session
 
 
 @pytest.fixture(scope="module")
-def detector() -> FaceDetector:
+def detector() -> MTCNN:
     files = mtcnn_files()
-    return FaceDetector(*(make_session(files[n], [CPU]) for n in ("pnet", "rnet", "onet")), min_face=40)
+    return MTCNN(*(make_session(files[n], [CPU]) for n in ("pnet", "rnet", "onet")), min_face=40)
 
 
 def _inside(point: np.ndarray, box: tuple[float, float, float, float]) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
-def test_astronaut_has_exactly_one_face(detector: FaceDetector, astronaut_rgb: np.ndarray) -> None:
+def test_astronaut_has_exactly_one_face(detector: MTCNN, astronaut_rgb: np.ndarray) -> None:
     faces = detector.detect(astronaut_rgb)
     assert len(faces) == 1
     face = faces[0]
@@ -35,13 +36,13 @@ def test_astronaut_has_exactly_one_face(detector: FaceDetector, astronaut_rgb: n
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_l[1], mouth_r[1])
 
 
-def test_cat_has_no_face(detector: FaceDetector) -> None:
+def test_cat_has_no_face(detector: MTCNN) -> None:
     from skimage import data
 
     assert detector.detect(data.chelsea()) == []
 
 
-def test_box_follows_the_face(detector: FaceDetector, astronaut_rgb: np.ndarray) -> None:
+def test_box_follows_the_face(detector: MTCNN, astronaut_rgb: np.ndarray) -> None:
     (face,) = detector.detect(astronaut_rgb)
     shifted = np.zeros_like(astronaut_rgb)
     shifted[30:, 50:] = astronaut_rgb[:-30, :-50]
@@ -53,7 +54,7 @@ def test_box_follows_the_face(detector: FaceDetector, astronaut_rgb: np.ndarray)
     assert abs((mirrored[0].box[0] + mirrored[0].box[2]) / 2 - (width - (face.box[0] + face.box[2]) / 2)) < 8
 
 
-def test_large_frames_are_searched_downscaled(detector: FaceDetector, astronaut_rgb: np.ndarray) -> None:
+def test_large_frames_are_searched_downscaled(detector: MTCNN, astronaut_rgb: np.ndarray) -> None:
     import cv2
 
     big = cv2.resize(astronaut_rgb, (2048, 2048), interpolation=cv2.INTER_CUBIC)

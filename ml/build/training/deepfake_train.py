@@ -29,7 +29,7 @@ from ml.build.logistic import LogisticRegression, sigmoid
 from ml.build.metrics import auroc, eer_threshold
 from ml.build.training.sbi import self_blend
 from ml.face_crops import DEFAULT_MARGIN, DEFAULT_SIZE, face_crop, to_batch
-from ml.face_detector import Face
+from ml.face_detection.common import Face
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 FLIP = [1, 0, 2, 4, 3]  # landmark order after a horizontal flip: eyes and mouth corners swap

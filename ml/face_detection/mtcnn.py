@@ -12,50 +12,18 @@ rescores 48x48 crops and regresses five landmarks (left eye, right eye, nose, le
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from onnxruntime import InferenceSession
 
+from ml.face_detection.common import Face, check_frame, nms
+
 SCALE_FACTOR = 0.709  # pyramid step from the paper: area halves every two levels
-
-
-@dataclass
-class Face:
-    """One detected face: box (x1, y1, x2, y2) in pixels, detector confidence, landmarks (5, 2) as (x, y)."""
-
-    box: tuple[float, float, float, float]
-    score: float
-    landmarks: np.ndarray
-
-    @property
-    def size(self) -> float:
-        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.float32) - 127.5) * 0.0078125).astype(np.float32)
-
-
-def nms(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression over rows (x1, y1, x2, y2, score, …)."""
-    if boxes.size == 0:
-        return np.empty(0, dtype=np.int64)
-    x1, y1, x2, y2, score = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(score)
-    keep: list[int] = []
-    while order.size:
-        i = int(order[-1])
-        keep.append(i)
-        rest = order[:-1]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if method == "min" else area[i] + area[rest] - inter
-        order = rest[inter / denom <= threshold]
-    return np.asarray(keep, dtype=np.int64)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -99,9 +67,16 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return _normalise(batch)
 
 
-class FaceDetector:
+class MTCNN:
     """Three-stage MTCNN. ``min_face`` is the smallest face side in pixels worth finding: it sets the
-    pyramid's top scale and is the main speed knob (MODELS.md: 67/35/18 ms at 20/40/80 px)."""
+    pyramid's top scale and is the main speed knob (MODELS.md: 67/35/18 ms at 20/40/80 px).
+
+    It cannot batch across frames (every pyramid level of every frame has its own shape), so
+    ``detect_batch`` loops; use BlazeFace where speed or a GPU matters.
+    """
+
+    name = "mtcnn"
+    LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")  # as seen in the image
 
     def __init__(
         self, pnet: InferenceSession, rnet: InferenceSession, onet: InferenceSession,
@@ -113,14 +88,16 @@ class FaceDetector:
         self.max_side = max_side
         self._inputs = [s.get_inputs()[0].name for s in (pnet, rnet, onet)]
 
+    def detect_batch(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        return [self.detect(frame) for frame in frames]
+
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 frame, most confident first.
 
         Frames whose long side exceeds ``max_side`` are searched at that size (boxes are scaled back):
         a face worth judging is still far above ``min_face`` there, and the pyramid costs a third.
         """
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise ValueError(f"expected an RGB frame (H, W, 3), got {frame.shape}")
+        check_frame(frame)
         scale = min(1.0, self.max_side / max(frame.shape[:2]))
         image = frame
         if scale < 1.0:

@@ -1,0 +1,37 @@
+"""The detector a manifest names: ``options["detector"]`` ("mtcnn" when absent, so manifests written
+before BlazeFace keep working) with its own options and ONNX roles.
+
+Sessions come from the caller (a Pipeline's ``session``), which picks the precision variant for the
+provider it really got (``detector.blazeface.fp16`` only on a live CUDA provider) and records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from onnxruntime import InferenceSession
+
+from ml.face_detection.common import FaceDetector
+from ml.face_detection.mtcnn import MTCNN
+from ml.manifest import ModelError
+
+DEFAULT = "mtcnn"
+KINDS = ("mtcnn",)
+MTCNN_ROLES = ("detector.pnet", "detector.rnet", "detector.onet")
+
+
+def detector_kind(options: Mapping[str, Any]) -> str:
+    kind = str(options.get("detector", DEFAULT))
+    if kind not in KINDS:
+        raise ModelError("unknown_detector", f"unknown face detector {kind!r}; known: {', '.join(KINDS)}")
+    return kind
+
+
+def build_detector(options: Mapping[str, Any], session: Callable[[str], InferenceSession]) -> FaceDetector:
+    """A ready detector from manifest ``options`` and a ``session(role)`` factory."""
+    detector_kind(options)
+    pnet, rnet, onet = (session(role) for role in MTCNN_ROLES)
+    return MTCNN(pnet, rnet, onet, min_face=int(options.get("min_face", 40)),
+                 thresholds=options.get("detector_thresholds", (0.6, 0.7, 0.7)),
+                 max_side=int(options.get("max_side", 1280)))
