@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
+from pathlib import Path
 
 import click
 
@@ -22,16 +20,25 @@ def web_argv(settings: Settings, bind: str | None = None, workers: int | None = 
 
 
 def worker_argv(settings: Settings, queues: str | None = None, concurrency: int | None = None,
-                hostname: str = "worker@%h") -> list[str]:
+                hostname: str = "worker@%h", pool: str = "prefork") -> list[str]:
+    """An inference worker. ``prefork`` (service mode): one parent, ``concurrency`` pool processes.
+    ``solo`` (embedded mode): the process runs tasks itself; ``deepscreen up`` runs one per core."""
     return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-            "-Q", queues or f"{settings.inference_queue},{settings.text_queue}",
-            "-c", str(concurrency or settings.worker_concurrency), "-n", hostname,
+            "-Q", queues or f"{settings.inference_queue},{settings.text_queue}", "--pool", pool,
+            "-c", str(concurrency or settings.inference_processes), "-n", hostname,
             "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
 
 
-def beat_argv(settings: Settings) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel",
-            settings.log_level, "-s", str(settings.data_dir / "celerybeat-schedule")]
+def control_argv(settings: Settings) -> list[str]:
+    """Beat plus the control queue (sweeps, webhooks) in one small process, apart from inference.
+
+    Run exactly one. Threads, not a prefork pool: the work is database and HTTP calls, and a thread
+    pool has no shared inbound-queue lock that a killed child could leave held.
+    """
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--beat",
+            "-s", str(settings.data_dir / "celerybeat-schedule"), "-Q", settings.control_queue,
+            "--pool", "threads", "-c", "4", "-n", "control@%h", "--loglevel", settings.log_level,
+            "--without-gossip", "--without-mingle"]
 
 
 def prepare_embedded(settings: Settings) -> None:
@@ -63,30 +70,45 @@ def web(bind: str | None, workers: int | None) -> None:
 
 @click.command()
 @click.option("--queues", default=None, help="Comma list (default: inference and text queues)")
-@click.option("--concurrency", "-c", type=int, default=None)
-def worker(queues: str | None, concurrency: int | None) -> None:
-    """Run a Celery worker (models load once per process, after fork)."""
+@click.option("--concurrency", "-c", type=int, default=None, help="Processes (default: cores // ONNX threads)")
+@click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
+def worker(queues: str | None, concurrency: int | None, pool: str) -> None:
+    """Run an inference worker (models load once per process, after fork)."""
     settings = settings_or_exit()
+    check_providers(settings)
     if settings.embedded:
         for sub in ("out", "processed", "control"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
-    _exec(worker_argv(settings, queues, concurrency))
+    _exec(worker_argv(settings, queues, concurrency, pool=pool))
 
 
 @click.command()
 def beat() -> None:
-    """Run celery beat (sweeps stuck and lost jobs)."""
+    """Run beat and the control queue (repairs, webhooks). Exactly one per deployment."""
     settings = settings_or_exit()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _exec(beat_argv(settings))
+    _exec(control_argv(settings))
+
+
+def check_providers(settings: Settings) -> None:
+    """Refuse to start a worker whose ONNX_PROVIDERS cannot be had (CUDA alone without CUDA)."""
+    from ml.runtime import ProviderError, choose_providers
+
+    try:
+        choose_providers(settings.onnx_providers)
+    except ProviderError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.command()
 @click.option("--bind", default=None, help="host:port (default WEB_BIND)")
 @click.option("--build-models/--no-build-models", default=True, help="Build missing default models first")
 def up(bind: str | None, build_models: bool) -> None:
-    """Embedded mode: web, worker and beat as child processes; Ctrl-C stops them all."""
+    """Embedded mode: web, one inference worker per core, and beat + control, supervised; Ctrl-C stops all."""
+    from cli.supervisor import Supervisor
+
     settings = settings_or_exit()
+    check_providers(settings)
     prepare_embedded(settings)
     get_settings.cache_clear()
     settings = settings_or_exit()
@@ -95,40 +117,31 @@ def up(bind: str | None, build_models: bool) -> None:
 
         build_all(settings.model_repository)  # existing versions are kept; only missing ones are built
     env = {**os.environ, "DATA_DIR": str(settings.data_dir), "MODEL_REPOSITORY": str(settings.model_repository)}
+    env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(prepare_metrics_dir(settings)))
     bind = bind or settings.web_bind
-    children = {
-        "web": subprocess.Popen(web_argv(settings, bind), env=env),
-        "worker": subprocess.Popen(worker_argv(settings), env=env),
-        "beat": subprocess.Popen(beat_argv(settings), env=env),
-    }
+    supervisor = Supervisor(env)
+    supervisor.add("web", web_argv(settings, bind))
+    # One solo worker per process slot, each its own broker consumer: nothing is shared between them
+    # that a SIGKILL could leave locked, and the supervisor restarts whichever dies.
+    for index in range(settings.inference_processes):
+        supervisor.add(f"inference-{index}",
+                       worker_argv(settings, concurrency=1, hostname=f"inference-{index}@%h", pool="solo"))
+    supervisor.add("control", control_argv(settings))
     from core.tokens import issue_token
 
     token = issue_token(settings, "dev", ("submit", "read", "admin"), ttl_seconds=7 * 24 * 3600)
     click.echo(f"\ndeepscreen is up at http://{bind}\n\nexport DEEPSCREEN_URL=http://{bind}\n"
-               f"export DEEPSCREEN_TOKEN={token}\n\nCtrl-C stops web, worker and beat.\n")
-    stopping = False
+               f"export DEEPSCREEN_TOKEN={token}\n\nCtrl-C stops web, workers and beat.\n")
+    supervisor.run()
+    click.echo("stopped")
 
-    def _stop(*_args: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        while not stopping:
-            for name, proc in children.items():
-                if proc.poll() is not None:
-                    click.echo(f"{name} exited with {proc.returncode}; stopping the rest", err=True)
-                    stopping = True
-            time.sleep(0.5)
-    finally:
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 20
-        for proc in children.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        click.echo("stopped")
+def prepare_metrics_dir(settings: Settings) -> Path:
+    """One PROMETHEUS_MULTIPROC_DIR for every process of the embedded mode (the web's /metrics reads
+    them all), emptied at start: stale files of dead processes would count twice."""
+    folder = settings.data_dir / "metrics"
+    if folder.exists():
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -58,6 +58,8 @@ class Job(Base):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -75,6 +77,14 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The jobs table is the queue of record: a worker owns a running job through a lease it renews
+    # while it works; a lease that runs out (the worker died) puts the job back (see core.job_queue).
+    lease_owner: Mapped[str | None] = mapped_column(String(160))
+    lease_expires_at: Mapped[datetime | None]
+    available_at: Mapped[datetime | None]  # a queued job is not claimed before this (retry backoff)
+    retries: Mapped[int] = mapped_column(Integer, default=0)  # transient re-queues (store / database down)
+    webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
+    webhook_updated_at: Mapped[datetime | None]
 
     media: Mapped[Media | None] = relationship(lazy="joined")
     results: Mapped[list[Result]] = relationship(
@@ -96,9 +106,27 @@ class Result(Base):
     score: Mapped[float | None] = mapped_column(Float)
     scores: Mapped[dict[str, Any]] = mapped_column(default=dict)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The model version's validation block at the time it judged (what it was evaluated on, figures,
+    # date — or "not validated on real data"), so no label is ever shown without its quality.
+    validation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="results")
+
+
+class WorkerHeartbeat(Base):
+    """What each live worker process serves (models, versions, provider, precision, batch size), so the
+    web's /ready can report it without loading a model."""
+
+    __tablename__ = "worker_heartbeats"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(255), default="")
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ApiKey(Base):

@@ -8,6 +8,7 @@ settings has no side effects: nothing is created or connected here.
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -35,7 +36,9 @@ class Settings(BaseSettings):
     s3_region: str = Field("us-east-1", description="S3 region")
     model_repository: Path = Field(Path("model_repository"), description="Root of the model repository")
     onnx_providers: str = Field("auto", description="Comma list of ONNX Runtime providers, or auto (CUDA if present)")
-    onnx_intra_op_threads: int = Field(1, ge=0, description="ONNX Runtime threads per worker process (0 = ORT default)")
+    onnx_intra_op_threads: int = Field(
+        1, ge=0, description="ONNX Runtime threads per inference process (0 = ORT default: every core)"
+    )
     default_models: str = Field("deepfake,meme", description="Models run when a request names none (comma list)")
 
     jwt_secret: str = Field("", description="HMAC secret for HS* tokens; default: $DATA_DIR/jwt_secret")
@@ -62,13 +65,28 @@ class Settings(BaseSettings):
 
     inference_queue: str = Field("inference", description="Celery queue for media jobs")
     text_queue: str = Field("text", description="Celery queue for synchronous text screening")
+    control_queue: str = Field("control", description="Celery queue for sweeps and webhooks (never behind inference)")
+    batch_max: int = Field(8, gt=0, description="Most queued jobs an inference worker screens in one batch")
+    batch_wait_ms: int = Field(
+        2, ge=0, description="How long a worker waits for more queued jobs when its batch is not full"
+    )
+    drain_seconds: float = Field(
+        2.0, ge=0, description="How long one delivery keeps claiming queued batches before it returns"
+    )
+    fetch_threads: int = Field(4, gt=0, description="Threads per worker that fetch and decode a batch's media")
+    lease_seconds: int = Field(
+        30, ge=5, description="A running job's lease; renewed while its worker lives, then the job is re-queued"
+    )
+    sweep_interval_seconds: float = Field(
+        5.0, gt=0, description="How often beat repairs expired leases, lost messages and pending webhooks"
+    )
     task_soft_time_limit: int = Field(120, gt=0, description="Seconds before a task is asked to stop")
     task_time_limit: int = Field(150, gt=0, description="Seconds before a task's process is killed")
     max_attempts: int = Field(3, gt=0, description="Deliveries of one job before it fails attempts_exhausted")
     status_cache_ttl: int = Field(3600, gt=0, description="Seconds a status stays in the Redis cache")
     stuck_after_seconds: int = Field(600, gt=0, description="A running job older than this is requeued by beat")
     requeue_queued_after_seconds: int = Field(
-        300, gt=0, description="A queued job older than this is re-sent to the broker by beat"
+        30, gt=0, description="A queued job nobody claimed for this long gets a new wake-up from beat"
     )
 
     cors_origins: str = Field("", description="Exact origins CORS allows (scheme://host[:port], comma list)")
@@ -77,7 +95,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level")
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")
-    worker_concurrency: int = Field(1, gt=0, description="Celery worker processes per `deepscreen worker`")
+    worker_concurrency: int = Field(
+        0, ge=0, description="Inference processes per `deepscreen worker`/`up` (0 = cores // ONNX threads)"
+    )
 
     @field_validator("data_dir", "model_repository")
     @classmethod
@@ -110,6 +130,13 @@ class Settings(BaseSettings):
         return self.broker_url.startswith("filesystem://")
 
     @property
+    def inference_processes(self) -> int:
+        """WORKER_CONCURRENCY, or as many 1-model-call-at-a-time processes as the cores allow."""
+        if self.worker_concurrency:
+            return self.worker_concurrency
+        return max(1, usable_cores() // max(1, self.onnx_intra_op_threads))
+
+    @property
     def broker_folder(self) -> Path:
         return self.data_dir / "broker"
 
@@ -138,6 +165,21 @@ class Settings(BaseSettings):
     @property
     def formats(self) -> set[str]:
         return {f.strip().lower() for f in self.allowed_formats.split(",") if f.strip()}
+
+
+def usable_cores() -> int:
+    """Cores this process may use: the CPU affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def _read_secret_file(path: Path) -> str:

@@ -16,6 +16,7 @@ from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 PREFIX = "deepscreen:job:"
+DONE_CHANNEL = "deepscreen:job-finished"
 
 
 @cache
@@ -34,6 +35,23 @@ def put(doc: dict[str, Any]) -> None:
         client.set(PREFIX + doc["id"], json.dumps(doc), ex=get_settings().status_cache_ttl)
     except redis.RedisError as exc:
         log.warning("status cache write failed for %s: %s", doc.get("id"), exc)
+
+
+def put_many(docs: list[dict[str, Any]]) -> None:
+    """Write a batch's final documents in one round trip and announce them on DONE_CHANNEL (long polls
+    wake on it)."""
+    client = get_redis()
+    if client is None or not docs:
+        return
+    ttl = get_settings().status_cache_ttl
+    try:
+        pipe = client.pipeline(transaction=False)
+        for doc in docs:
+            pipe.set(PREFIX + doc["id"], json.dumps(doc), ex=ttl)
+            pipe.publish(DONE_CHANNEL, doc["id"])
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("status cache write failed for %d jobs: %s", len(docs), exc)
 
 
 def get(job_id: str) -> dict[str, Any] | None:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.jobs import job_document
+from core.jobs import Verdict, document, insert_results, job_document
 from core.media_types import CONTENT_TYPES
-from core.models import Job, JobStatus, Media, Result, utcnow
+from core.models import Job, JobStatus, Media, Result, new_id, utcnow
 from core.object_store import ObjectStore, key_for
 
 
@@ -63,50 +64,53 @@ def _existing(session: Session, owner: str, idempotency_key: str) -> Job | None:
 
 def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, models: dict[str, str],
            idempotency_key: str | None = None, callback_url: str | None = None) -> Submission:
-    """``models`` maps each requested model to its live version (for the known-verdict check)."""
+    """``models`` maps each requested model to its live version (for the known-verdict check).
+
+    Few round trips: one read (media row, and known verdicts only when the bytes were seen before), the
+    blob PUT for new content, then one transaction inserting the media row and the job.
+    """
     if idempotency_key:
         with session_scope() as session:
             job = _existing(session, owner, idempotency_key)
             if job is not None:
                 return Submission(job_document(job), needs_enqueue=False, replayed=True)
 
-    key = key_for(media.sha256)
     with session_scope() as session:
-        stored = session.get(Media, media.sha256)
-    if stored is None or not store.exists(key):
+        stored = session.get(Media, media.sha256) is not None
+        known = _known_results(session, media.sha256, text, models) if stored else []
+        session.expunge_all()
+    key = key_for(media.sha256)
+    if not stored:  # content-addressed: a PUT that races another upload of the same bytes is harmless
         store.put(key, media.data, CONTENT_TYPES[media.fmt])
 
+    now = utcnow()
+    status = JobStatus.SUCCEEDED if known else JobStatus.QUEUED
+    job = Job(id=new_id(), owner=owner, media_sha256=media.sha256, text=text, models=list(models),
+              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0,
+              created_at=now, updated_at=now, started_at=now if known else None, finished_at=now if known else None)
+    verdicts = [Verdict(r.model, r.model_version, r.label, r.score, r.scores,
+                        {**r.evidence, "reused_from_job": r.job_id}, r.validation) for r in known]
     try:
         with session_scope() as session:
-            if session.get(Media, media.sha256) is None:
-                session.add(Media(sha256=media.sha256, size=len(media.data), format=media.fmt, kind=media.kind,
-                                  width=media.width, height=media.height, storage_key=key))
-    except IntegrityError:
-        pass  # the same bytes were recorded by a concurrent upload
-
-    try:
-        with session_scope() as session:
-            job = Job(owner=owner, media_sha256=media.sha256, text=text, models=list(models),
-                      idempotency_key=idempotency_key, callback_url=callback_url)
-            known = _known_results(session, media.sha256, text, models)
-            if known:
-                now = utcnow()
-                job.status, job.started_at, job.finished_at = JobStatus.SUCCEEDED, now, now
-                job.results = [
-                    Result(model=r.model, model_version=r.model_version, label=r.label, score=r.score,
-                           scores=r.scores, evidence={**r.evidence, "reused_from_job": r.job_id})
-                    for r in known
-                ]
+            if not stored:
+                insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+                session.execute(insert(Media).values(
+                    sha256=media.sha256, size=len(media.data), format=media.fmt, kind=media.kind, width=media.width,
+                    height=media.height, storage_key=key, created_at=now).on_conflict_do_nothing())
             session.add(job)
             session.flush()
-            session.refresh(job)
-            doc = job_document(job)
+            insert_results(session, [(job.id, v) for v in verdicts])
     except IntegrityError:
         # Two requests raced on the same Idempotency-Key: the other one won.
         if idempotency_key:
             with session_scope() as session:
-                job = _existing(session, owner, idempotency_key)
-                if job is not None:
-                    return Submission(job_document(job), needs_enqueue=False, replayed=True)
+                existing = _existing(session, owner, idempotency_key)
+                if existing is not None:
+                    return Submission(job_document(existing), needs_enqueue=False, replayed=True)
         raise
-    return Submission(doc, needs_enqueue=doc["status"] == JobStatus.QUEUED, replayed=False)
+    doc = document(job_id=job.id, owner=owner, status=status, attempts=0, models=list(models),
+                   media={"sha256": media.sha256, "format": media.fmt, "kind": media.kind, "size": len(media.data),
+                          "width": media.width, "height": media.height},
+                   created_at=now, updated_at=now, started_at=job.started_at, finished_at=job.finished_at,
+                   verdicts=verdicts, error=None, callback_url=callback_url)
+    return Submission(doc, needs_enqueue=status == JobStatus.QUEUED, replayed=False)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 
-from core import status_cache
+from core import status_cache, worker_registry
 from core.db import get_engine
 from core.object_store import get_store
 from web import metrics
+from web.auth import settings
 from web.models_api import live_versions
 from web.queue import celery
 
@@ -63,7 +65,16 @@ def ready():  # type: ignore[no-untyped-def]
         body = {"error": {"code": "not_ready", "message": f"unavailable: {', '.join(failed)}",
                           "details": {"checks": results}}}
         return jsonify(body), 503
-    return jsonify({"status": "ready", "checks": results})
+    return jsonify({"status": "ready", "checks": results, "workers": _workers()})
+
+
+def _workers() -> list[dict]:
+    """Live worker processes and what each serves (models@versions, provider, precision, batch size),
+    from their heartbeats. Informational: the web accepts jobs while no worker runs (they queue)."""
+    try:
+        return worker_registry.live(timedelta(seconds=3 * max(1, settings().lease_seconds // 3)))
+    except Exception as exc:
+        return [{"error": f"{type(exc).__name__}: {exc}"[:300]}]
 
 
 @bp.get("/metrics")

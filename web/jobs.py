@@ -53,7 +53,6 @@ def create():  # type: ignore[no-untyped-def]
         raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
     callback = read_callback(request, cfg)
     result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key, callback)
-    status_cache.put(result.doc)
     if result.needs_enqueue:
         enqueue_job(result.doc["id"])
     elif callback and not result.replayed:

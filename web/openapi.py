@@ -72,9 +72,15 @@ def errors(*statuses: int) -> dict[str, Any]:
 
 def schemas(settings: Settings) -> dict[str, Schema]:
     number_map = {"type": "object", "additionalProperties": {"type": "number"}}
+    validation = obj({
+        "status": {"type": "string", "enum": ["validated", "not_validated_on_real_data"]},
+        "summary": {"type": "string"}, "date": {"type": "string"},
+        "datasets": {"type": "array", "items": {"type": "object"}},
+    }, required=["status", "summary", "datasets"], extra=True)
     verdict = obj({
         "model_version": {"type": "string"}, "label": {"type": "string"},
         "score": nullable({"type": "number"}), "scores": number_map, "evidence": {"type": "object"},
+        "validation": ref("Validation"),
     })
     return {
         "Error": obj({"error": obj({
@@ -82,6 +88,7 @@ def schemas(settings: Settings) -> dict[str, Schema]:
             "details": {"type": "object"},
         })}),
         "Verdict": verdict,
+        "Validation": validation,
         "Media": obj({
             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "format": {"type": "string"},
             "kind": {"type": "string", "enum": ["image", "video"]}, "size": {"type": "integer", "minimum": 1},
@@ -113,6 +120,7 @@ def schemas(settings: Settings) -> dict[str, Schema]:
             "labels": {"type": "array", "items": {"type": "string"}}, "thresholds": number_map,
             "variants": {"type": "array", "items": {"type": "string"}}, "provenance": {"type": "object"},
             "versions": {"type": "array", "items": {"type": "string"}}, "default": {"type": "boolean"},
+            "validation": ref("Validation"),
         }),
         "Lookup": obj({
             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
@@ -243,7 +251,11 @@ def paths(settings: Settings) -> dict[str, Any]:
             **public,
             "responses": {
                 "200": json_body(obj({"status": {"type": "string", "enum": ["ready"]},
-                                      "checks": ref("Checks")}), "Every dependency answers"),
+                                      "checks": ref("Checks"),
+                                      "workers": {"type": "array", "items": {"type": "object"},
+                                                  "description": "Live workers: models@versions, provider, "
+                                                                 "precision, batch size"}}),
+                                 "Every dependency answers"),
                 **errors(500, 503),
             },
         }},

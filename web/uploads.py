@@ -1,7 +1,8 @@
 """Upload validation: one file, within the size limit, a format we screen (by magic bytes), sane pixels.
 
-Only headers are read here; full decoding happens in the worker, where a failure ends the job
-``failed`` with a code instead of tying up a web process.
+Headers and a bounded look at the pixels are read here (a JPEG at 1/8 scale, a PNG's checksums);
+full decoding happens in the worker, where a failure ends the job ``failed`` with a code instead of
+tying up a web process.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.media_types import sniff
 from core.settings import Settings
 from core.submissions import NewMedia
 from core.webhooks import CallbackRejected, check_callback_url
-from ml.image_decode import probe_image
+from ml.image_decode import check_image
 from ml.types import MediaError
 from web.errors import ApiError
 
@@ -45,7 +46,7 @@ def read_upload(request: Request, settings: Settings) -> NewMedia:
     width = height = None
     if kind == "image":
         try:
-            _, width, height = probe_image(data, settings.max_image_pixels)
+            _, width, height = check_image(data, settings.max_image_pixels)
         except MediaError as exc:
             status = 413 if exc.code == "image_too_large" else 422
             raise ApiError(status, exc.code, exc.message) from exc

@@ -1,8 +1,10 @@
 """The Celery app, built from settings. ``celery -A workers.celery_app worker`` finds ``app`` here.
 
-Delivery is at-least-once: acks late, requeue when a worker process dies, prefetch 1 so a killed
-process holds at most one job, and a visibility timeout above the hard time limit so Redis does not
-redeliver a job that is still running.
+Messages are wake-ups; the jobs table is the queue of record (core.job_queue): a delivery claims a
+batch of queued jobs under a lease and records it before its message is acked (acks late, prefetch
+1). A killed worker's jobs come back when its lease runs out or a neighbour on the same host sees its
+pid is gone, whatever the broker does with the message; the visibility timeout stays above the hard
+time limit so Redis does not redeliver a message that is still being worked on.
 """
 
 from __future__ import annotations
@@ -44,12 +46,14 @@ def celery_config(settings: Settings) -> dict:
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": settings.inference_queue,
-        "task_queues": [Queue(settings.inference_queue), Queue(settings.text_queue)],
+        "task_queues": [Queue(settings.inference_queue), Queue(settings.text_queue), Queue(settings.control_queue)],
+        # Repairs and webhooks ride their own queue and worker, so they never wait behind inference
+        # messages (a wedged or saturated inference worker must not stop the repair of its jobs).
         "task_routes": {
             TASK_SCREEN: {"queue": settings.inference_queue},
             TASK_TEXT: {"queue": settings.text_queue},
-            TASK_SWEEP: {"queue": settings.inference_queue},
-            TASK_WEBHOOK: {"queue": settings.inference_queue},
+            TASK_SWEEP: {"queue": settings.control_queue},
+            TASK_WEBHOOK: {"queue": settings.control_queue},
         },
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -57,7 +61,8 @@ def celery_config(settings: Settings) -> dict:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "beat_schedule": {
-            "sweep": {"task": TASK_SWEEP, "schedule": 60.0, "options": {"expires": 55}},
+            "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval_seconds,
+                      "options": {"expires": max(1.0, settings.sweep_interval_seconds * 0.9)}},
         },
         "imports": ["workers.tasks", "workers.signals"],
     }

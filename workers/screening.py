@@ -1,94 +1,146 @@
-"""Screening one job: claim → fetch bytes → decode → run each model → record results → finish.
+"""One delivery of the screening task: claim a batch → fetch/decode → models → record → repeat while
+queued work remains (up to DRAIN_SECONDS), preparing the next batch while the models run.
 
-A plain function so tests and benchmarks can call it without a broker; the Celery task only maps
-its outcome to ack / retry.
+Plain functions; the Celery task (workers.tasks) only passes the message's job id and the ways to
+send messages. Returns a small summary for logs and tests.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
 
-from core import jobs
-from core.db import session_scope
-from core.models import Job
-from core.object_store import BlobMissing, StorageUnavailable, get_store
+from core import job_queue, status_cache
+from core.job_queue import Claimed, FirstJob, Outcome
+from core.object_store import get_store
 from core.settings import get_settings
-from ml.decode import DecodeLimits, decode
-from ml.manifest import ModelError
-from ml.types import MediaError
-from workers import metrics
+from ml.decode import DecodeLimits
+from workers import metrics, process
+from workers.batch import BatchTimer, Prepared, infer, prepare
 from workers.model_cache import get_pipeline
 
 log = logging.getLogger(__name__)
+MAX_DELIVERY_RETRIES = 12  # transient failures (store down) of one job before it fails with that code
 
 
-class TransientError(RuntimeError):
-    """Something outside the job failed (store, database): retry later, the job is still good."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached: the message is retried later (the job row is safe)."""
 
 
-@dataclass(frozen=True)
-class JobInput:
-    job_id: str
-    storage_key: str
-    fmt: str
-    text: str | None
-    models: list[str]
+@dataclass
+class Delivery:
+    first: str  # what became of the message's own job
+    batches: list[int] = field(default_factory=list)
+    statuses: dict[str, str] = field(default_factory=dict)
 
 
-def _load(job_id: str) -> JobInput | None:
-    with session_scope() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.media is None:
-            return None
-        return JobInput(job.id, job.media.storage_key, job.media.format, job.text, list(job.models))
+Send = Callable[[str, float], None]  # (job id, countdown seconds) → a wake-up message
 
 
-def screen_job(job_id: str) -> str:
-    """Run one delivery of a job. Returns the resulting status; raises TransientError to ask for a retry."""
+def _claim(first: str | None, wake: Send | None = None) -> Claimed:
     settings = get_settings()
-    try:
-        claim = jobs.claim(job_id, settings.max_attempts)
-    except OperationalError as exc:
-        raise TransientError("database_unavailable", str(exc)) from exc
-    if claim is not jobs.Claim.CLAIMED:
-        log.info("job %s not claimed: %s", job_id, claim.value)
-        return claim.value
-    jobs.refresh_cache(job_id)
+    worker = process.current()
+    claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
+                                    settings.max_attempts, first)
+    if claimed.first is FirstJob.LEASED and first is not None:
+        # The holder may be a process on this host that was just killed (prefork redelivers at once):
+        # then there is no need to wait for its lease to run out.
+        owner = job_queue.lease_owner(first)
+        if job_queue.owner_is_dead_here(owner):
+            assert owner is not None
+            released = job_queue.release_owner(owner)
+            log.warning("worker %s died holding %d jobs; re-queued", owner, len(released))
+            for job_id in released:  # their own messages may have been consumed while they were held
+                if job_id != first and wake is not None:
+                    wake(job_id, 0.0)
+            claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
+                                            settings.max_attempts, first)
+    if claimed.jobs and 0 < len(claimed.jobs) < settings.batch_max and settings.batch_wait_ms and first is not None:
+        time.sleep(settings.batch_wait_ms / 1000)  # let a burst fill the batch (GPU throughput)
+        more = job_queue.claim_batch(worker.identity, settings.batch_max - len(claimed.jobs),
+                                     settings.lease_seconds, settings.max_attempts)
+        claimed.jobs += more.jobs
+    return claimed
+
+
+def _plan(first: str | None, timer: BatchTimer) -> list[Prepared]:
+    """Claim a batch and fetch/decode it (runs on the planner thread for the next batch)."""
+    settings = get_settings()
+    claimed = _claim(first)
+    if not claimed.jobs:
+        return []
+    metrics.BATCH_SIZE.labels(settings.inference_queue).observe(len(claimed.jobs))
+    now = time.time()
+    for job in claimed.jobs:
+        metrics.QUEUE_SECONDS.labels(settings.inference_queue).observe(max(0.0, now - job.created_at.timestamp()))
+    limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
+    return prepare(claimed.jobs, get_store(), limits, process.current().fetch_pool, timer)
+
+
+def _finish(outcomes: list[Outcome], timer: BatchTimer, wake: Send, webhook: Callable[[str], None],
+            delivery: Delivery) -> None:
+    settings = get_settings()
     started = time.perf_counter()
+    recorded = job_queue.record_batch(process.current().identity, outcomes, settings.max_attempts,
+                                      MAX_DELIVERY_RETRIES)
+    timer.add("record", time.perf_counter() - started)
+    status_cache.put_many(recorded.documents)
+    for doc in recorded.documents:
+        delivery.statuses[doc["id"]] = doc["status"]
+        code = (doc.get("error") or {}).get("code") or ""
+        for model in doc["models"]:
+            metrics.JOBS_FINISHED.labels(model, doc["status"], code).inc()
+    for job_id in recorded.webhooks:
+        webhook(job_id)
+    for job_id, delay in recorded.requeued.items():
+        delivery.statuses[job_id] = "queued"
+        wake(job_id, delay)
+
+
+def deliver(job_id: str, wake: Send, webhook: Callable[[str], None]) -> Delivery:
+    """Screen the message's job and whatever else is queued, batch after batch, for up to DRAIN_SECONDS."""
+    settings = get_settings()
+    worker = process.current()
+    deadline = time.monotonic() + settings.drain_seconds
+    timer = BatchTimer()
     try:
-        job = _load(job_id)
-        if job is None:
-            jobs.fail(job_id, "media_missing", "the job has no stored media")
-            return "failed"
-        data = get_store().get(job.storage_key)
-        limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
-        item = decode(data, job.fmt, limits, job.text)
-        verdicts = []
-        for name in job.models:
-            pipeline = get_pipeline(name)
-            outcome = pipeline.predict([item])[0]
-            verdicts.append(jobs.Verdict(name, pipeline.version, outcome.label, outcome.score,
-                                         outcome.scores, outcome.evidence))
-        jobs.succeed(job_id, verdicts)
-        metrics.observe(job.fmt, "succeeded", time.perf_counter() - started)
-        return "succeeded"
-    except MediaError as exc:
-        jobs.fail(job_id, exc.code, exc.message)
-    except ModelError as exc:
-        jobs.fail(job_id, exc.code, str(exc))
-    except BlobMissing:
-        jobs.fail(job_id, "media_missing", "the uploaded file is no longer in the object store")
-    except StorageUnavailable as exc:
-        raise TransientError("storage_unavailable", str(exc)) from exc
+        claimed = _claim(job_id, wake)
     except OperationalError as exc:
-        raise TransientError("database_unavailable", str(exc)) from exc
-    metrics.observe("", "failed", time.perf_counter() - started)
-    return "failed"
+        raise DatabaseUnavailable(str(exc)) from exc
+    delivery = Delivery(first=(claimed.first or FirstJob.CLAIMED).value)
+    if not claimed.jobs:
+        return delivery
+    limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
+    batch = prepare(claimed.jobs, get_store(), limits, worker.fetch_pool, timer)
+    pending: Future[list[Prepared]] | None = None
+    try:
+        while batch:
+            delivery.batches.append(len(batch))
+            if time.monotonic() < deadline:
+                pending = worker.planner.submit(_plan, None, timer)
+            outcomes = infer(batch, get_pipeline, timer)
+            try:
+                _finish(outcomes, timer, wake, webhook, delivery)
+            except OperationalError as exc:  # the leases run out and the sweep re-queues these jobs
+                log.warning("could not record a batch of %d: %s", len(outcomes), exc)
+            batch = []
+            if pending is not None:
+                try:
+                    batch = pending.result()
+                except OperationalError as exc:
+                    log.warning("could not claim the next batch: %s", exc)
+                pending = None
+    except BaseException as exc:  # a time limit or shutdown mid-batch: hand every held job back at once
+        held = batch + (pending.result() if pending is not None and not pending.cancel() else [])
+        if held:
+            reason = ("timeout", f"screening took longer than {settings.task_soft_time_limit} s")
+            _finish([Outcome(p.job, error=reason, requeue=True) for p in held], timer, wake, webhook, delivery)
+        log.warning("delivery of %s interrupted (%s); %d jobs handed back", job_id, type(exc).__name__, len(held))
+        raise
+    timer.export()
+    return delivery

@@ -1,10 +1,12 @@
-"""Beat's periodic repair: nothing accepted stays lost.
+"""Beat's periodic repair, run on the control queue (never behind inference messages): nothing
+accepted stays lost.
 
-- ``running`` with no update for STUCK_AFTER_SECONDS: its worker died without the broker noticing
-  (or the redelivery was lost) → back to ``queued`` and sent again; claim() bounds the attempts.
-- ``queued`` with no update for REQUEUE_QUEUED_AFTER_SECONDS: accepted, but the broker lost the
-  message (or it was never sent) → sent again. A duplicate delivery is harmless: claim() and the
-  unique results make the second one a no-op.
+- running jobs whose lease ran out (their worker was killed) → queued and woken, or failed
+  ``attempts_exhausted`` once they have used MAX_ATTEMPTS;
+- running jobs held by a process on this host that no longer exists → queued at once;
+- queued jobs nobody claimed for REQUEUE_QUEUED_AFTER_SECONDS (the wake-up was lost) → woken again;
+- finished jobs whose webhook is still pending (the delivery task was lost) → sent again.
+A duplicate wake-up is harmless: claims are conditional and results unique.
 """
 
 from __future__ import annotations
@@ -13,31 +15,36 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from core import jobs
-from core.db import session_scope
-from core.models import JobStatus
+from core import job_queue, jobs, repairs
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
+WEBHOOK_RESEND_AFTER = timedelta(minutes=5)
 
 
-def sweep(enqueue: Callable[[str], None]) -> dict[str, int]:
+def sweep(wake: Callable[[str], None], send_webhook: Callable[[str], None]) -> dict[str, int]:
     settings = get_settings()
-    with session_scope() as session:
-        stuck = jobs.stale_jobs(session, JobStatus.RUNNING, timedelta(seconds=settings.stuck_after_seconds))
-        waiting = jobs.stale_jobs(
-            session, JobStatus.QUEUED, timedelta(seconds=settings.requeue_queued_after_seconds)
-        )
-    for job_id in stuck:
-        jobs.requeue(job_id, "stuck", "no progress before the deadline; re-queued")
-    resent = 0
-    for job_id in [*stuck, *waiting]:
+    requeued, exhausted = repairs.expire_leases(settings.max_attempts, timedelta(seconds=settings.stuck_after_seconds))
+    for owner in repairs.dead_local_owners():
+        requeued += job_queue.release_owner(owner)
+    # A few wake-ups restart draining; each delivery then claims batch after batch from the table.
+    waiting = repairs.lost_messages(timedelta(seconds=settings.requeue_queued_after_seconds), 2 * settings.batch_max)
+    woken = 0
+    for job_id in dict.fromkeys([*requeued, *waiting]):
         try:
-            enqueue(job_id)
-            jobs.touch(job_id)
-            resent += 1
+            wake(job_id)
+            woken += 1
         except Exception as exc:  # broker down: the next sweep tries again
-            log.warning("could not re-enqueue %s: %s", job_id, exc)
-    if stuck or waiting:
-        log.info("sweep: %d stuck, %d waiting, %d re-sent", len(stuck), len(waiting), resent)
-    return {"stuck": len(stuck), "waiting": len(waiting), "resent": resent}
+            log.warning("could not wake %s: %s", job_id, exc)
+    jobs.touch(waiting)
+    hooks = repairs.pending_webhooks(WEBHOOK_RESEND_AFTER)
+    for job_id in hooks:
+        try:
+            send_webhook(job_id)
+        except Exception as exc:
+            log.warning("could not re-send the webhook of %s: %s", job_id, exc)
+    counts = {"requeued": len(requeued), "exhausted": len(exhausted), "waiting": len(waiting), "woken": woken,
+              "webhooks": len(hooks)}
+    if any(counts.values()):
+        log.info("sweep: %s", counts)
+    return counts

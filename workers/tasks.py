@@ -5,54 +5,44 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.exc import SQLAlchemyError
+from celery import current_app, shared_task
 
-from core import jobs
-from core.settings import get_settings
+from core import repairs
 from workers import screening, sweeps, webhooks
 from workers.celery_app import TASK_SCREEN, TASK_SWEEP, TASK_TEXT, TASK_WEBHOOK
+from workers.metrics import WEBHOOKS
 from workers.model_cache import get_pipeline
 
 log = logging.getLogger(__name__)
-MAX_DELIVERY_RETRIES = 12  # transient outages (store, database) are retried this often with backoff
+MAX_DATABASE_RETRIES = 12
 
 
 def _backoff(retries: int) -> int:
     return min(2 ** retries, 60)
 
 
+def wake(job_id: str, countdown: float = 0.0) -> None:
+    """A wake-up for a queued job (its id rides along for logs; any queued job may be claimed)."""
+    current_app.send_task(TASK_SCREEN, args=[job_id], ignore_result=True,
+                          countdown=countdown if countdown > 0 else None)
+
+
+def send_webhook(job_id: str) -> None:
+    current_app.send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True)
+
+
 @shared_task(name=TASK_SCREEN, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def screen(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    outcome = _screen(self, job_id)
-    webhooks.notify_if_finished(job_id, lambda: self.app.send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True))
-    return outcome
-
-
-def _screen(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    transient = False
+def screen(self, job_id: str) -> dict:  # type: ignore[no-untyped-def]
+    """Acked after the batch it claimed is recorded; a killed worker's jobs come back through their leases."""
     try:
-        return screening.screen_job(job_id)
-    except screening.TransientError as exc:
-        code, message, transient = exc.code, str(exc), True
-    except SoftTimeLimitExceeded:
-        code, message = "timeout", f"screening took longer than {get_settings().task_soft_time_limit} s"
-    except Exception as exc:  # a bug must not lose the job: record it, retry, and fail once attempts run out
-        log.exception("job %s crashed", job_id)
-        code, message = "internal_error", f"{type(exc).__name__}: {exc}"
-    if self.request.retries >= MAX_DELIVERY_RETRIES:
-        # Out of retries: end the job with the last error instead of leaving it queued for ever.
-        try:
-            jobs.fail(job_id, code, message)
-        except SQLAlchemyError:
-            log.warning("could not fail job %s; the sweep will re-send it", job_id)
-        return "failed"
-    try:
-        jobs.requeue(job_id, code, message, refund_attempt=transient)
-    except SQLAlchemyError:
-        log.warning("could not mark job %s queued; the redelivery will re-claim it", job_id)
-    raise self.retry(countdown=_backoff(self.request.retries), max_retries=MAX_DELIVERY_RETRIES)
+        delivery = screening.deliver(job_id, wake, send_webhook)
+    except screening.DatabaseUnavailable as exc:
+        if self.request.retries >= MAX_DATABASE_RETRIES:
+            log.warning("database unavailable for %s after %d tries; the sweep re-sends it", job_id,
+                        self.request.retries)
+            return {"first": "database_unavailable"}
+        raise self.retry(countdown=_backoff(self.request.retries), max_retries=MAX_DATABASE_RETRIES) from exc
+    return asdict(delivery)
 
 
 @shared_task(name=TASK_TEXT, ignore_result=False, acks_late=False)
@@ -60,17 +50,13 @@ def screen_text(texts: list[str]) -> list[dict]:
     """Synchronous text screening for POST /v1/text: the web waits on this result."""
     pipeline = get_pipeline("text")
     outcomes = pipeline.predict_texts(texts)  # type: ignore[attr-defined]
-    return [{"model_version": pipeline.version, **asdict(o)} for o in outcomes]
+    return [{"model_version": pipeline.version, "validation": pipeline.manifest.quality(), **asdict(o)}
+            for o in outcomes]
 
 
 @shared_task(name=TASK_SWEEP, ignore_result=True)
 def sweep() -> dict[str, int]:
-    from celery import current_app
-
-    def enqueue(job_id: str) -> None:
-        current_app.send_task(TASK_SCREEN, args=[job_id], task_id=job_id, ignore_result=True)
-
-    return sweeps.sweep(enqueue)
+    return sweeps.sweep(wake, send_webhook)
 
 
 @shared_task(name=TASK_WEBHOOK, bind=True, acks_late=True, ignore_result=True)
@@ -80,6 +66,12 @@ def webhook(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     if outcome == "retry":
         if self.request.retries >= webhooks.MAX_RETRIES:
             log.warning("webhook for job %s gave up after %d tries", job_id, self.request.retries + 1)
+            repairs.mark_webhook(job_id, "failed")
+            WEBHOOKS.labels("gave_up").inc()
             return "gave_up"
+        WEBHOOKS.labels("retry").inc()
         raise self.retry(countdown=webhooks.backoff(self.request.retries), max_retries=webhooks.MAX_RETRIES)
+    if outcome == "sent":
+        repairs.mark_webhook(job_id, "sent")
+    WEBHOOKS.labels(outcome).inc()
     return outcome

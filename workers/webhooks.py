@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import requests
 
@@ -21,27 +20,13 @@ def backoff(retries: int) -> int:
     return min(2 ** retries, 300)
 
 
-def notify_if_finished(job_id: str, enqueue: Callable[[], object]) -> None:
-    """After a delivery of the screening task: queue the webhook when the job is terminal and asked for one.
-
-    A redelivered screening task can queue it twice; receivers de-duplicate (at-least-once)."""
-    try:
-        with session_scope() as session:
-            job = session.get(Job, job_id)
-            wanted = job is not None and job.callback_url and job.status in TERMINAL
-        if wanted:
-            enqueue()
-    except Exception as exc:  # a webhook must never fail the screening task
-        log.warning("could not queue the webhook for job %s: %s", job_id, exc)
-
-
 def send(job_id: str) -> str:
     """One delivery attempt: ``sent``, ``retry`` (network error or non-2xx) or ``skipped``."""
     settings = get_settings()
     with session_scope() as session:
         job = session.get(Job, job_id)
-        if job is None or not job.callback_url or job.status not in TERMINAL:
-            return "skipped"
+        if job is None or not job.callback_url or job.status not in TERMINAL or job.webhook_status == "sent":
+            return "skipped"  # none wanted, or a duplicate task after a delivery that succeeded
         url = job.callback_url
         doc = {k: v for k, v in job_document(job).items() if k != "owner"}
     doc["status_url"] = f"/status/{job_id}"

@@ -125,11 +125,31 @@ def test_unknown_model_is_422(client, auth):  # type: ignore[no-untyped-def]
     assert_error(submit(client, auth, png_bytes(), models="nsfw,nope"), 422, "unknown_model")
 
 
-def test_corrupt_image_ends_failed_with_a_code(client, auth, worker):  # type: ignore[no-untyped-def]
+def test_truncated_jpeg_is_refused_at_upload(client, auth):  # type: ignore[no-untyped-def]
     whole = jpeg_bytes((300, 300), seed=7)
-    truncated = whole[: len(whole) // 2]  # header intact, scan data cut: only a full decode notices
+    truncated = whole[: len(whole) // 2]  # header intact, scan data cut: the web's 1/8-scale decode notices
     response = submit(client, auth, truncated, "cut.jpg")
-    assert response.status_code == 202
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "corrupt_image"
+
+
+def _png_with_bad_pixels() -> bytes:
+    """A PNG whose chunk checksums are right but whose compressed pixels are garbage: only a full
+    decode (the worker's) can tell."""
+    import struct
+    import zlib
+
+    raw = png_bytes((120, 90))
+    start = raw.index(b"IDAT") - 4
+    length = struct.unpack(">I", raw[start:start + 4])[0]
+    garbage = bytes((i * 37 + 11) % 256 for i in range(length))
+    chunk = struct.pack(">I", length) + b"IDAT" + garbage + struct.pack(">I", zlib.crc32(b"IDAT" + garbage))
+    return raw[:start] + chunk + raw[start + 12 + length:]
+
+
+def test_corrupt_image_ends_failed_with_a_code(client, auth, worker):  # type: ignore[no-untyped-def]
+    response = submit(client, auth, _png_with_bad_pixels(), "bad.png")
+    assert response.status_code == 202, response.get_json()
     job = poll(client, auth, response.get_json()["status_url"])
     assert job["status"] == "failed"
     assert job["error"]["code"] == "corrupt_image"

@@ -1,0 +1,293 @@
+"""The jobs table is the queue of record; broker messages are wake-ups.
+
+A delivery for job X claims X (when X is claimable) and up to ``BATCH_MAX - 1`` other queued jobs in
+a couple of statements, under a lease in this worker's name. The worker renews its leases while it
+lives (``extend_leases``) and records the whole batch in one transaction (``record_batch``). A job
+whose lease runs out (its worker was killed) goes back to ``queued`` through beat's sweep
+(``expire_leases``), or at once when a process on the same host sees that the lease holder's pid is
+gone (``release_owner``). So a job leaves the queue only when its results are committed, whichever
+message woke the worker, and nothing depends on a broker redelivering: the filesystem transport of
+the embedded mode deletes a message when it is read.
+
+Isolation: a job that was running when its worker died (``attempts > 0``) is claimed alone, so a
+poison file that kills workers can only use up its own attempts, never its neighbours'.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, any_, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.jobs import Verdict, document, fail, insert_results
+from core.models import Job, JobStatus, Media, utcnow
+
+
+class FirstJob(enum.Enum):
+    """What became of the job the delivering message named."""
+
+    CLAIMED = "claimed"
+    DONE = "done"  # already terminal: a duplicate or late message
+    LEASED = "leased"  # another live worker holds it (it is in that worker's batch)
+    MISSING = "missing"
+    EXHAUSTED = "exhausted"  # delivered too often: failed attempts_exhausted
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    owner: str
+    text: str | None
+    models: list[str]
+    attempts: int
+    retries: int
+    created_at: datetime
+    started_at: datetime
+    callback_url: str | None
+    media: dict[str, Any] | None  # sha256, format, kind, size, width, height, storage_key
+
+    @property
+    def storage_key(self) -> str | None:
+        return self.media["storage_key"] if self.media else None
+
+    @property
+    def fmt(self) -> str:
+        return self.media["format"] if self.media else ""
+
+
+@dataclass
+class Claimed:
+    jobs: list[ClaimedJob]
+    first: FirstJob | None = None
+
+
+@dataclass
+class Outcome:
+    """How one claimed job ended in this delivery: verdicts, a final failure, or a re-queue."""
+
+    job: ClaimedJob
+    verdicts: list[Verdict] = field(default_factory=list)
+    error: tuple[str, str] | None = None  # (code, message) of a final failure or of the re-queue
+    requeue: bool = False  # put it back for another attempt (a crash inside the job)
+    transient: bool = False  # something outside the job failed: re-queue with backoff, attempt refunded
+
+
+@dataclass
+class Recorded:
+    documents: list[dict[str, Any]]  # final job documents, for the status cache and notifications
+    webhooks: list[str]  # finished jobs whose callback is now pending
+    requeued: dict[str, float]  # job id -> seconds until it may be claimed again
+
+
+def worker_identity() -> str:
+    """``host:pid:boot`` — unique per process; the pid lets a neighbour on the same host see it died."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner_is_dead_here(owner: str | None) -> bool:
+    """True when ``owner`` names a process on this host that no longer exists."""
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+_RETURNING = (Job.id, Job.owner, Job.text, Job.models, Job.attempts, Job.retries, Job.created_at,
+              Job.started_at, Job.callback_url, Job.media_sha256)
+
+
+def _claim_values(owner: str, now: datetime, lease_seconds: int) -> dict[str, Any]:
+    return {"status": JobStatus.RUNNING, "attempts": Job.attempts + 1, "started_at": now, "updated_at": now,
+            "lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds), "available_at": None}
+
+
+def _peers(session: Session, limit: int, now: datetime, exclude: str | None) -> Select:
+    query = select(Job.id).where(
+        Job.status == JobStatus.QUEUED, Job.attempts == 0,
+        or_(Job.available_at.is_(None), Job.available_at <= now),
+    )
+    if exclude:
+        query = query.where(Job.id != exclude)
+    query = query.order_by(Job.created_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)  # concurrent workers take disjoint batches
+    return query
+
+
+def _rows_to_jobs(session: Session, rows: Iterable[Any]) -> list[ClaimedJob]:
+    rows = list(rows)
+    shas = {r.media_sha256 for r in rows if r.media_sha256}
+    media: dict[str, dict[str, Any]] = {}
+    if shas:
+        for m in session.scalars(select(Media).where(Media.sha256.in_(shas))):
+            media[m.sha256] = {"sha256": m.sha256, "format": m.format, "kind": m.kind, "size": m.size,
+                               "width": m.width, "height": m.height, "storage_key": m.storage_key}
+    jobs = [ClaimedJob(r.id, r.owner, r.text, list(r.models or []), r.attempts, r.retries, r.created_at,
+                       r.started_at, r.callback_url, media.get(r.media_sha256 or "")) for r in rows]
+    return sorted(jobs, key=lambda j: j.created_at)
+
+
+def claim_batch(owner: str, limit: int, lease_seconds: int, max_attempts: int,
+                first: str | None = None) -> Claimed:
+    """Claim ``first`` (if named and claimable) plus queued peers, up to ``limit`` jobs in all."""
+    now = utcnow()
+    state: FirstJob | None = None
+    with session_scope() as session:
+        claimed: list[Any] = []
+        if first is not None:
+            claimable = or_(Job.status == JobStatus.QUEUED,
+                            and_(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now))
+            row = session.execute(
+                update(Job).where(Job.id == first, claimable, Job.attempts < max_attempts)
+                .values(**_claim_values(owner, now, lease_seconds)).returning(*_RETURNING)
+            ).first()
+            if row is not None:
+                state = FirstJob.CLAIMED
+                claimed.append(row)
+            else:
+                state = _why_not(session, first, max_attempts, now)
+        suspect = bool(claimed) and claimed[0].attempts > 1  # it was running before: screen it alone
+        room = 0 if suspect else limit - len(claimed)
+        if room > 0:
+            peers = _peers(session, room, now, first).scalar_subquery()
+            # PostgreSQL may re-run an IN (… LIMIT n) subquery as a join and claim more than n rows;
+            # id = ANY(ARRAY(…)) evaluates the locked selection exactly once.
+            chosen = (Job.id == any_(func.array(peers)) if session.get_bind().dialect.name == "postgresql"
+                      else Job.id.in_(peers))
+            claimed += session.execute(
+                update(Job).where(chosen, Job.status == JobStatus.QUEUED)
+                .values(**_claim_values(owner, now, lease_seconds)).returning(*_RETURNING)
+                .execution_options(synchronize_session=False)
+            ).all()
+        jobs = _rows_to_jobs(session, claimed)
+    if state is FirstJob.EXHAUSTED and first is not None:
+        fail(first, "attempts_exhausted", f"gave up after {max_attempts} attempts")
+    return Claimed(jobs, state)
+
+
+def _why_not(session: Session, job_id: str, max_attempts: int, now: datetime) -> FirstJob:
+    job = session.get(Job, job_id)
+    if job is None:
+        return FirstJob.MISSING
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.EXPIRED):
+        return FirstJob.DONE
+    if job.attempts >= max_attempts:
+        return FirstJob.EXHAUSTED
+    return FirstJob.LEASED
+
+
+def lease_owner(job_id: str) -> str | None:
+    with session_scope() as session:
+        return session.scalar(select(Job.lease_owner).where(Job.id == job_id, Job.status == JobStatus.RUNNING))
+
+
+def release_owner(owner: str, code: str = "worker_lost") -> list[str]:
+    """Put every job ``owner`` holds back in the queue (its process is gone). Returns their ids."""
+    now = utcnow()
+    with session_scope() as session:
+        rows = session.execute(
+            update(Job).where(Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+            .values(status=JobStatus.QUEUED, lease_owner=None, lease_expires_at=None, updated_at=now,
+                    error_code=code, error_message="the worker holding this job died; re-queued")
+            .returning(Job.id)
+        ).scalars().all()
+    return list(rows)
+
+
+def extend_leases(owner: str, lease_seconds: int) -> int:
+    """Renew every lease this worker holds (its heartbeat). Returns how many jobs it holds."""
+    now = utcnow()
+    with session_scope() as session:
+        result = session.execute(
+            update(Job).where(Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+            .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def backoff_seconds(retries: int) -> float:
+    return float(min(2 ** retries, 60))
+
+
+def record_batch(owner: str, outcomes: list[Outcome], max_attempts: int, max_retries: int) -> Recorded:
+    """Write a batch's results and final states in one transaction; only jobs this worker still holds
+    change state (a lease that ran out belongs to whoever re-claimed the job)."""
+    now = utcnow()
+    finished: dict[str, tuple[str, tuple[str, str] | None]] = {}
+    requeued: dict[str, float] = {}
+    webhooks: list[str] = []
+    held = and_(Job.status == JobStatus.RUNNING, Job.lease_owner == owner)
+    cleared = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+    webhook_pending = {"webhook_status": case((Job.callback_url.is_not(None), "pending"), else_=None),
+                       "webhook_updated_at": now}
+    done = [o for o in outcomes if o.error is None and not o.requeue and not o.transient]
+    with session_scope() as session:
+        insert_results(session, [(o.job.id, v) for o in done for v in o.verdicts])
+        if done:
+            rows = session.execute(
+                update(Job).where(Job.id.in_([o.job.id for o in done]), held)
+                .values(status=JobStatus.SUCCEEDED, finished_at=now, error_code=None, error_message=None,
+                        **webhook_pending, **cleared)
+                .returning(Job.id, Job.callback_url).execution_options(synchronize_session=False)
+            ).all()
+            for row in rows:
+                finished[row.id] = (JobStatus.SUCCEEDED, None)
+                webhooks += [row.id] if row.callback_url else []
+        for o in outcomes:
+            if o.error is None and not o.requeue and not o.transient:
+                continue
+            code, message = o.error or ("internal_error", "unknown failure")
+            exhausted = o.requeue and o.job.attempts >= max_attempts
+            if exhausted:
+                code, message = "attempts_exhausted", f"gave up after {max_attempts} attempts; last {code}: {message}"
+            delay = 0.0
+            if exhausted or (o.transient and o.job.retries >= max_retries) or not (o.requeue or o.transient):
+                values: dict[str, Any] = {"status": JobStatus.FAILED, "finished_at": now, **webhook_pending}
+            else:
+                values = {"status": JobStatus.QUEUED}
+                if o.transient:  # not the job's fault: the attempt is refunded, the retry counted, backoff
+                    delay = backoff_seconds(o.job.retries)
+                    values.update(attempts=Job.attempts - 1, retries=Job.retries + 1,
+                                  available_at=now + timedelta(seconds=delay))
+            moved = session.execute(
+                update(Job).where(Job.id == o.job.id, held)
+                .values(**values, error_code=code, error_message=message[:2000], **cleared)
+                .returning(Job.id, Job.callback_url).execution_options(synchronize_session=False)
+            ).first()
+            if moved is None:
+                continue  # our lease ran out and someone else owns the job now
+            if values["status"] == JobStatus.QUEUED:
+                requeued[moved.id] = delay
+            else:
+                finished[moved.id] = (JobStatus.FAILED, (code, message[:2000]))
+                webhooks += [moved.id] if moved.callback_url else []
+    documents = []
+    for o in outcomes:
+        if o.job.id in finished:
+            status, error = finished[o.job.id]
+            documents.append(document(
+                job_id=o.job.id, owner=o.job.owner, status=status, attempts=o.job.attempts, models=o.job.models,
+                media=o.job.media, created_at=o.job.created_at, updated_at=now, started_at=o.job.started_at,
+                finished_at=now, verdicts=o.verdicts if status == JobStatus.SUCCEEDED else [], error=error,
+                callback_url=o.job.callback_url,
+            ))
+    return Recorded(documents, webhooks, requeued)
