@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_deepfake, train_meme
+from cli.backup import backup
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def train() -> None:
 for command in (serve.up, serve.web, serve.worker, serve.beat, admin.db, admin.token, admin.apikey,
                 models_cmd.models, scan.scan, eval_cmd.eval_cmd):
     main.add_command(command)
+main.add_command(backup)
 for command in (models_tools.quantize_cmd, models_tools.parity_cmd, models_tools.import_cmd):
     models_cmd.models.add_command(command)
 train.add_command(train_deepfake.train_deepfake)
