@@ -9,6 +9,8 @@ are settings the app reads.
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +31,7 @@ APP_ENV = {
 }
 # Read by boto3 and prometheus_client, not by Settings.
 LIBRARY_ENV = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PROMETHEUS_MULTIPROC_DIR"}
-APP_SERVICES = ("migrate", "web", "worker", "worker-gpu", "beat")
+APP_SERVICES = ("migrate", "web", "worker", "worker-gpu", "beat", "backup")
 ONE_SHOTS = ("createbuckets", "migrate", "models")
 
 
@@ -39,7 +41,7 @@ def test_yaml_files_pass_yamllint() -> None:
     config = ("{extends: default, rules: {line-length: {max: 130}, document-start: disable, "
               "comments: {min-spaces-from-content: 1}}}")
     result = subprocess.run([sys.executable, "-m", "yamllint", "-s", "-d", config, "docker-compose.yml",
-                             "deploy/k8s"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+                             "deploy"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -134,7 +136,7 @@ def test_compose_volumes_builds_and_mounts_exist(compose: dict[str, Any]) -> Non
         for mount in svc.get("volumes", []):
             source = mount.split(":")[0]
             if source.startswith("."):
-                assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
             else:
                 assert source in declared, f"{name} uses undeclared volume {source}"
         build = svc.get("build")
@@ -179,8 +181,10 @@ def _by_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 
 def _pod_specs() -> list[tuple[str, dict[str, Any]]]:
-    return [(doc["metadata"]["name"], doc["spec"]["template"]["spec"])
-            for _, doc in _manifests() if doc["kind"] in ("Deployment", "Job")]
+    specs = [(doc["metadata"]["name"], doc["spec"]["template"]["spec"])
+             for _, doc in _manifests() if doc["kind"] in ("Deployment", "Job")]
+    return specs + [(doc["metadata"]["name"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+                    for _, doc in _manifests() if doc["kind"] == "CronJob"]
 
 
 def test_k8s_every_manifest_has_kind_version_metadata() -> None:
@@ -301,3 +305,78 @@ def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
     images = {i["name"] for i in kustomization["images"]}
     used = {c["image"].split(":")[0] for _, s in _pod_specs() for c in s["containers"]}
     assert used <= images
+
+
+# ---- docker compose config, every profile ------------------------------------------------------------
+
+PROFILES = {
+    (): {"postgres", "redis", "minio", "createbuckets", "migrate", "models", "web", "worker", "beat", "nginx"},
+    ("gpu",): {"worker-gpu", "dcgm-exporter"},
+    ("monitoring",): {"prometheus", "grafana", "nginx-exporter"},
+    ("backup",): {"backup"},
+}
+
+
+def _compose_command() -> list[str]:
+    """Docker Compose v2 (the docker CLI plugin, or the same binary standalone), else Debian's v1."""
+    plugin = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
+    candidates = [["docker", "compose"], [str(plugin)], ["docker-compose"]]
+    for command in candidates:
+        try:
+            if subprocess.run([*command, "version"], capture_output=True, timeout=30).returncode == 0:
+                return command
+        except OSError:
+            continue
+    pytest.fail("no docker compose: scripts/ensure_services.sh installs it (make services)")
+
+
+@pytest.mark.parametrize("profiles", [(), ("gpu",), ("monitoring",), ("backup",), ("gpu", "monitoring", "backup")],
+                         ids=lambda p: "+".join(p) or "default")
+def test_docker_compose_config_accepts_every_profile(profiles: tuple[str, ...]) -> None:
+    """`docker compose config` (no engine needed) interpolates, merges and validates the file."""
+    command = _compose_command()
+    args = [*command, "-f", str(ROOT / "docker-compose.yml")]
+    for profile in profiles:
+        args += ["--profile", profile]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(Path.home()), "JWT_SECRET": "x" * 64}
+    result = subprocess.run([*args, "config", "--format", "json"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    services = set(json.loads(result.stdout)["services"])
+    expected = set(PROFILES[()]).union(*(PROFILES[(p,)] for p in profiles))
+    assert services == expected
+    # Without the JWT secret the file refuses to render (never a default secret).
+    del env["JWT_SECRET"]
+    refused = subprocess.run([*args, "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert refused.returncode != 0 and "JWT_SECRET" in refused.stderr
+
+
+def test_compose_monitoring_profile(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("prometheus", "grafana", "nginx-exporter"):
+        assert services[name]["profiles"] == ["monitoring"], name
+    assert services["dcgm-exporter"]["profiles"] == ["gpu"]
+    for name in ("prometheus", "grafana"):
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), "loopback only"
+        assert services[name]["healthcheck"]["test"], name
+    prometheus_mounts = dict(m.split(":")[:2] for m in services["prometheus"]["volumes"] if m.startswith("./"))
+    assert prometheus_mounts == {"./deploy/prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml",
+                                 "./deploy/prometheus/alerts.yml": "/etc/prometheus/alerts.yml"}
+    # nginx-exporter reads stub_status on nginx's private port, which compose never publishes.
+    uri = next(a for a in services["nginx-exporter"]["command"] if a.startswith("--nginx.scrape-uri="))
+    assert uri == "--nginx.scrape-uri=http://nginx:8081/stub_status"
+    conf = (ROOT / "nginx" / "deepscreen.conf").read_text()
+    assert re.search(r"listen 8081;.*?location = /stub_status \{\s*stub_status;.*?deny all;", conf, re.S)
+    assert not any("8081" in port for port in services["nginx"]["ports"])
+    for image in (services[n]["image"] for n in ("prometheus", "grafana", "nginx-exporter", "dcgm-exporter")):
+        assert re.search(r":-[^}]+:[\w.-]+\}$", image) and ":latest" not in image, image
+
+
+def test_compose_backup_service(compose: dict[str, Any]) -> None:
+    backup = compose["services"]["backup"]
+    assert backup["profiles"] == ["backup"] and backup["build"]["target"] == "backup"
+    script = backup["command"][0]
+    assert "deepscreen backup create --out" in script and "--reuse /backups" in script
+    assert "deepscreen backup prune /backups" in script
+    assert "backups:/backups" in backup["volumes"]

@@ -285,3 +285,25 @@ def test_dead_upstream_gets_a_json_502(tmp_path: Path) -> None:
         _stop_nginx(proc)
     assert status in (502, 503)
     _assert_error_shape(headers, body, "bad_gateway" if status == 502 else "unavailable")
+
+
+def test_stub_status_for_the_exporter_only_from_allowed_addresses(nginx: int) -> None:
+    status, _, body = _request(nginx, "GET", "/stub_status")
+    assert status == 200 and body.startswith(b"Active connections:")
+    assert b"server accepts handled requests" in body
+    status, headers, body = _request(nginx, "GET", "/stub_status", source="127.0.0.2")
+    assert status == 403
+    _assert_error_shape(headers, body, "forbidden")
+
+
+def test_production_stub_status_has_its_own_private_server() -> None:
+    """In production stub_status sits on port 8081 (never published by docker-compose), private only."""
+    text = PRODUCTION.read_text()
+    servers = re.split(r"^server \{", text, flags=re.M)[1:]
+    status_servers = [s for s in servers if "stub_status;" in s]
+    assert len(status_servers) == 1
+    block = status_servers[0]
+    assert re.search(r"^\s*listen 8081;", block, re.M) and "deny all;" in block
+    assert "allow 0.0.0.0" not in block and "allow all" not in block
+    main = next(s for s in servers if "listen 80 default_server;" in s)
+    assert "stub_status;" not in main
