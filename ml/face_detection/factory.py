@@ -12,13 +12,15 @@ from typing import Any
 
 from onnxruntime import InferenceSession
 
+from ml.face_detection.blazeface import BlazeFace
 from ml.face_detection.common import FaceDetector
 from ml.face_detection.mtcnn import MTCNN
 from ml.manifest import ModelError
 
 DEFAULT = "mtcnn"
-KINDS = ("mtcnn",)
+KINDS = ("mtcnn", "blazeface")
 MTCNN_ROLES = ("detector.pnet", "detector.rnet", "detector.onet")
+BLAZEFACE_ROLE = "detector.blazeface"  # FP32; ``detector.blazeface.fp16`` beside it for CUDA
 
 
 def detector_kind(options: Mapping[str, Any]) -> str:
@@ -30,7 +32,14 @@ def detector_kind(options: Mapping[str, Any]) -> str:
 
 def build_detector(options: Mapping[str, Any], session: Callable[[str], InferenceSession]) -> FaceDetector:
     """A ready detector from manifest ``options`` and a ``session(role)`` factory."""
-    detector_kind(options)
+    if detector_kind(options) == "blazeface":
+        adjust = options.get("box_adjust")
+        return BlazeFace(
+            session(BLAZEFACE_ROLE), score_threshold=float(options.get("score_threshold", 0.5)),
+            nms_threshold=float(options.get("nms_threshold", 0.3)), margin=float(options.get("letterbox_margin", 0.0)),
+            min_face=float(options.get("min_face", 0)), max_batch=int(options.get("detector_max_batch", 64)),
+            box_adjust=tuple(adjust) if adjust else None,
+        )
     pnet, rnet, onet = (session(role) for role in MTCNN_ROLES)
     return MTCNN(pnet, rnet, onet, min_face=int(options.get("min_face", 40)),
                  thresholds=options.get("detector_thresholds", (0.6, 0.7, 0.7)),
