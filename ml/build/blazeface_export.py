@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -300,6 +301,21 @@ def export(variant: str, dst: Path) -> Path:
     return dst
 
 
+def parity_images(size: int) -> np.ndarray:
+    """uint8 (N, size, size, 3): the two portraits and four LFW faces letterboxed, and one noise image."""
+    from ml.build.face_eval import astronaut, hopper, lfw_faces
+
+    pictures = [astronaut(), hopper(), *lfw_faces(100)[:4]]
+    batch = np.zeros((len(pictures) + 1, size, size, 3), dtype=np.uint8)
+    for k, picture in enumerate(pictures):
+        scale = size / max(picture.shape[:2])
+        w, h = round(picture.shape[1] * scale), round(picture.shape[0] * scale)
+        top, left = (size - h) // 2, (size - w) // 2
+        batch[k, top: top + h, left: left + w] = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA)
+    batch[-1] = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return batch
+
+
 _LITERT = """
 import sys, numpy as np
 from ai_edge_litert.interpreter import Interpreter
@@ -348,8 +364,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("blazeface"))
     parser.add_argument("--reference-python", help="a python with ai-edge-litert, for a LiteRT parity check")
     args = parser.parse_args()
-    from ml.build.face_detectors import parity_images
-
     for name, spec in VARIANTS.items():
         path = export(name, args.out / f"blazeface_{name}.onnx")
         print(f"{name}: {path} ({path.stat().st_size} bytes)")

@@ -19,7 +19,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ml.build.faces import mtcnn_files
@@ -134,25 +133,11 @@ def _blazeface_files(staging: Path) -> dict[str, Path]:
 _CHECKS: dict[str, Any] = {}
 
 
-def parity_images(size: int) -> np.ndarray:
-    """uint8 (N, size, size, 3): the two portraits and four LFW faces letterboxed, and one noise image."""
-    from ml.build.face_eval import _astronaut, hopper, lfw_faces
-
-    pictures = [_astronaut(), hopper(), *lfw_faces(100)[:4]]
-    batch = np.zeros((len(pictures) + 1, size, size, 3), dtype=np.uint8)
-    for k, picture in enumerate(pictures):
-        scale = size / max(picture.shape[:2])
-        w, h = round(picture.shape[1] * scale), round(picture.shape[0] * scale)
-        top, left = (size - h) // 2, (size - w) // 2
-        batch[k, top: top + h, left: left + w] = cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA)
-    batch[-1] = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    return batch
-
-
 def check_blazeface(fp32: Path, fp16: Path) -> dict[str, Any]:
     """Refuse the export unless both portraits are found where MTCNN finds them, the batch axis is
     dynamic (batch 7 = seven batches of 1), and FP16 stays close to FP32."""
-    from ml.build.face_eval import ASTRONAUT_BOX, HOPPER_BOX, _astronaut, hopper
+    from ml.build.blazeface_export import parity_images
+    from ml.build.face_eval import ASTRONAUT_BOX, HOPPER_BOX, astronaut, hopper
     from ml.face_detection.blazeface import BlazeFace
     from ml.face_detection.common import iou
     from ml.runtime import CPU, make_session
@@ -160,7 +145,7 @@ def check_blazeface(fp32: Path, fp16: Path) -> dict[str, Any]:
     session = make_session(fp32, [CPU], 0)
     detector = BlazeFace(session, **_runtime_kwargs())
     report: dict[str, Any] = {}
-    for name, image, box in (("astronaut", _astronaut(), ASTRONAUT_BOX), ("grace_hopper", hopper(), HOPPER_BOX)):
+    for name, image, box in (("astronaut", astronaut(), ASTRONAUT_BOX), ("grace_hopper", hopper(), HOPPER_BOX)):
         faces = detector.detect(image)
         if not faces or iou(faces[0].box, box) < 0.5 or faces[0].score < 0.7:
             raise ModelError("parity_failed", f"BlazeFace export misses the face in {name}: {faces[:1]}")

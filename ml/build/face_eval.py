@@ -95,7 +95,7 @@ def small_faces(sizes: tuple[int, ...] = (24, 32, 48, 64, 96, 128, 192)) -> list
     """Each portrait scaled so its face is ``size`` px wide, centred in a 1280x720 face-less frame."""
     backdrop = cv2.resize(_scenes()[0], (1280, 720), interpolation=cv2.INTER_LINEAR)
     out = []
-    for image, box in ((_astronaut(), ASTRONAUT_BOX), (hopper(), HOPPER_BOX)):
+    for image, box in ((astronaut(), ASTRONAUT_BOX), (hopper(), HOPPER_BOX)):
         for size in sizes:
             f = size / (box[2] - box[0])
             scaled = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)[:720, :1280]
@@ -105,7 +105,7 @@ def small_faces(sizes: tuple[int, ...] = (24, 32, 48, 64, 96, 128, 192)) -> list
     return out
 
 
-def _astronaut() -> np.ndarray:
+def astronaut() -> np.ndarray:
     from skimage import data
 
     return data.astronaut()
@@ -113,7 +113,7 @@ def _astronaut() -> np.ndarray:
 
 def test_frames(count: int = 20, size: int = 384) -> list[Sample]:
     """The conftest's panning astronaut: crop [40+i:, 60+i:] of the portrait, the face moving with it."""
-    image = _astronaut()
+    image = astronaut()
     out = []
     for i in range(count):
         x1, y1, x2, y2 = ASTRONAUT_BOX
@@ -135,7 +135,7 @@ def evaluation_sets() -> dict[str, list[Sample]]:
     no_face = [Sample(img, []) for img in (*scenes, data.coffee(), data.rocket(), data.chelsea(),
                                            np.repeat(data.moon()[:, :, None], 3, axis=2))]
     return {
-        "astronaut": [Sample(_astronaut(), [ASTRONAUT_BOX])],
+        "astronaut": [Sample(astronaut(), [ASTRONAUT_BOX])],
         "grace_hopper": [Sample(hopper(), [HOPPER_BOX])],
         "lfw_full_frame": [Sample(f, [_lfw_box(0, 0, 100)]) for f in faces],
         "lfw_in_scene": in_scene,
