@@ -188,7 +188,8 @@ def test_backup_cronjob_runs_the_backup_and_retention() -> None:
     container = pod["containers"][0]
     assert container["image"].startswith("deepscreen-backup:")
     script = container["command"][-1]
-    assert re.search(r"deepscreen backup create --out \"/backups/\$\(date -u [^)]+\)\" --reuse /backups", script)
+    # `$$(` reaches the shell as `$(` (Kubernetes expands `$(VAR)` in commands itself).
+    assert re.search(r"deepscreen backup create --out \"/backups/\$\$\(date -u [^)]+\)\" --reuse /backups", script)
     assert re.search(r"&& deepscreen backup prune /backups --keep-last \d+ --keep-weekly \d+", script)
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
