@@ -1,4 +1,4 @@
-"""``deepscreen train deepfake``: fit the deepfake head on a folder of real faces with the SBI recipe."""
+"""``deepscreen train deepfake``: train the deepfake classifier on a folder of real faces with the SBI recipe."""
 
 from __future__ import annotations
 
@@ -18,10 +18,19 @@ import click
               help="Passes over the photos, each with fresh augmentations and fresh self-blends")
 @click.option("--bundled-faces", is_flag=True,
               help="First copy the real faces bundled in installed packages (skimage, matplotlib) into --faces")
-def train_deepfake(faces: Path, out: Path, seed: int, epochs: int, bundled_faces: bool) -> None:
-    """Train the real/fake head (frozen EfficientNet-Lite0 features, SBI pseudo-fakes). Needs torch."""
+@click.option("--fine-tune", "fine_tune", is_flag=True,
+              help="Train the EfficientNet-Lite0 backbone end to end with the head (needs real faces and time; "
+                   "also writes <out>.backbone.npz and the exported classifier <out>.onnx)")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Fine-tune only: auto = CUDA when torch sees one")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Fine-tune only")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Fine-tune only: backbone learning rate")
+@click.option("--max-steps", type=int, default=None, help="Fine-tune only: stop after this many steps")
+def train_deepfake(faces: Path, out: Path, seed: int, epochs: int, bundled_faces: bool, fine_tune: bool,
+                   device: str, batch_size: int, lr: float, max_steps: int | None) -> None:
+    """Train the real/fake classifier on SBI pseudo-fakes. Default: a linear head on frozen EfficientNet-Lite0
+    features (CPU, minutes). --fine-tune: the whole network (GPU if present). Needs torch."""
     from ml.build.faces import write_bundled_faces
-    from ml.build.training.deepfake_train import train
 
     if bundled_faces:
         written = write_bundled_faces(faces)
@@ -29,9 +38,19 @@ def train_deepfake(faces: Path, out: Path, seed: int, epochs: int, bundled_faces
     if not faces.is_dir():
         raise click.BadParameter(f"{faces} is not a folder", param_hint="--faces")
     try:
-        report = train(faces, out, seed=seed, epochs=epochs)
+        if fine_tune:
+            from ml.build.training.deepfake_finetune import fine_tune as run_fine_tune
+
+            report = run_fine_tune(faces, out, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr,
+                                   device=device, max_steps=max_steps)
+        else:
+            from ml.build.training.deepfake_train import train
+
+            report = train(faces, out, seed=seed, epochs=epochs)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     summary = {k: v for k, v in report.to_json().items() if k not in ("images", "train", "held_out")}
     click.echo(json.dumps(summary, indent=2))
     click.echo(f"head written to {out} (report {out.with_suffix('.json')})")
+    if fine_tune:
+        click.echo(f"fine-tuned backbone {out.with_suffix('.backbone.npz')}, classifier {out.with_suffix('.onnx')}")

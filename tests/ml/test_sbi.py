@@ -1,6 +1,10 @@
-"""Self-blended images: a pseudo-fake changes the face region only, reproducibly."""
+"""Self-blended images: a pseudo-fake changes the face region only, reproducibly; and the SBI recipe that
+fine-tunes the whole backbone on them (reproducible on a tiny slice)."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -71,3 +75,74 @@ def test_mask_blend_ratios_vary() -> None:
 def test_rejects_non_rgb() -> None:
     with pytest.raises(ValueError):
         self_blend(np.zeros((10, 10), np.uint8), LANDMARKS, np.random.default_rng(0))
+
+
+# ---- the recipe with the backbone trained too (deepscreen train deepfake --fine-tune) -------------------------
+
+@pytest.fixture(scope="module")
+def tiny_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three bundled real photos: two sharp ones and one tiny LFW face."""
+    from ml.build.faces import write_bundled_faces
+
+    everything = write_bundled_faces(tmp_path_factory.mktemp("bundled"))
+    folder = tmp_path_factory.mktemp("tiny_faces")
+    for path in everything:
+        if path.name in ("astronaut.png", "grace_hopper.jpg", "lfw_000.png"):
+            shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+@pytest.mark.slow
+def test_fine_tune_is_reproducible_and_trains_the_backbone(tiny_faces: Path, tmp_path: Path) -> None:
+    """Two steps, seeded: the function and the CLI give the same weights; the backbone moved off ImageNet;
+    the exported ONNX classifier computes what the trained torch model computes."""
+    import torch
+    from click.testing import CliRunner
+
+    from cli.train_deepfake import train_deepfake
+    from ml.build.efficientnet import torch_model
+    from ml.build.training.deepfake_finetune import backbone_path, fine_tune, fine_tuned_model
+    from ml.face_crops import to_batch
+    from ml.runtime import CPU, make_session
+
+    first = tmp_path / "a" / "head.npz"
+    report = fine_tune(tiny_faces, first, seed=0, epochs=1, batch_size=4, max_steps=2, device="cpu")
+    assert (report.mode, report.steps, report.device, report.train_samples) == ("fine_tune", 2, "cpu", 8)
+    assert len(report.held_out) == 1 and not set(report.held_out) & set(report.train)
+
+    second = tmp_path / "b" / "head.npz"
+    result = CliRunner().invoke(train_deepfake, [
+        "--faces", str(tiny_faces), "--out", str(second), "--fine-tune", "--epochs", "1", "--batch-size", "4",
+        "--max-steps", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    for name in (first, backbone_path(first)):
+        with np.load(name) as a, np.load(second.parent / name.name) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=f"{name.name}:{key}")
+    with np.load(first) as head:
+        assert int(head["fine_tuned"]) == 1 and head["weight"].shape == (1280,)
+
+    pretrained = torch_model(None).net.state_dict()
+    with np.load(backbone_path(first)) as trained:
+        moved = [k for k in trained.files if trained[k].dtype == np.float32
+                 and not np.array_equal(trained[k], pretrained[k].numpy())]
+    assert any(".weight" in k and "_bn" not in k for k in moved)  # convolution weights trained, not only the head
+
+    crop = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    with torch.no_grad():
+        expected = fine_tuned_model(first)(torch.from_numpy(to_batch(list(crop)))).numpy()
+    got = make_session(first.with_suffix(".onnx"), [CPU], 0).run(None, {"image": to_batch(list(crop))})[0]
+    assert np.abs(expected - got).max() <= 1e-4
+
+
+def test_device_choice() -> None:
+    import torch
+
+    from ml.build.training.deepfake_finetune import pick_device
+
+    assert pick_device("cpu") == "cpu"
+    assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")

@@ -1,9 +1,11 @@
 """Train the deepfake head with the SBI recipe on a folder of real face photos.
 
-The EfficientNet-Lite0 backbone stays frozen (ImageNet weights), so training is: detect the face in
-each photo, cut the classifier's crop, make a real sample and a self-blended pseudo-fake from it
-(fresh augmentations and blends every epoch), run the backbone ONNX to get 1280-d features, and fit a
-logistic-regression head on them with Adam. That runs on two CPU cores in seconds to minutes.
+Two modes share the face loading, the split and the SBI pairs here: this module's ``train`` keeps the
+backbone frozen; ``ml.build.training.deepfake_finetune`` trains it end to end (given faces and time).
+In the frozen mode the EfficientNet-Lite0 backbone keeps its ImageNet weights, so training is: detect
+the face in each photo, cut the classifier's crop, make a real sample and a self-blended pseudo-fake
+from it (fresh augmentations and blends every epoch), run the backbone ONNX to get 1280-d features, and
+fit a logistic-regression head on them with Adam. That runs on two CPU cores in seconds to minutes.
 
 Photos are split *by photo* into train / held-out before any augmentation, so no view of a held-out
 face is ever trained on; the held-out AUROC is real vs SBI pseudo-fakes of unseen faces. It is not a
@@ -52,6 +54,9 @@ class TrainReport:
     threshold: float  # equal-error-rate threshold on the held-out set
     seconds: float
     notes: list[str] = field(default_factory=list)
+    mode: str = "head"  # "head": frozen backbone + logistic head; "fine_tune": backbone trained too
+    device: str = "cpu"
+    steps: int = 0  # optimiser steps (fine-tune)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,21 +125,24 @@ def _features(session: Any, crops: list[np.ndarray], batch: int = 16) -> np.ndar
     return np.concatenate(out).astype(np.float64)
 
 
-def train(
-    faces_dir: Path, out: Path, seed: int = 0, epochs: int = 10, held_out: float = 0.2,
-    held_out_views: int = 4, l2: float = 1e-2, lr: float = 1e-2, steps_per_epoch: int = 30,
-    sharp_repeat: int = 10,
-) -> TrainReport:
-    """Train the head on the photos in ``faces_dir``; write ``out`` (.npz) and ``out`` with ``.json``.
+@dataclass
+class FaceSet:
+    """The photos of a faces folder in which a face was found, split by photo into train / held-out."""
 
-    Photos large enough to need no upscaling are drawn ``sharp_repeat`` times per epoch (fresh views each
-    time), so that sharp faces, real and blended, weigh as much as the many tiny ones.
-    """
-    from ml.runtime import CPU, make_session
+    found: dict[str, tuple[np.ndarray, Face]]  # name (relative path) -> (photo, its most confident face)
+    skipped: list[str]  # photos in which no face was found
+    sharp: set[str]  # photos large enough to need no upscaling
+    train: list[str]
+    held_out: list[str]
 
-    started = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    paths = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    def images(self, faces_dir: Path) -> list[dict[str, str]]:
+        return [{"path": n, "sha256": _sha256(faces_dir / n)} for n in sorted(self.found)]
+
+
+def load_faces(faces_dir: Path, rng: np.random.Generator, held_out: float = 0.2, limit: int | None = None) -> FaceSet:
+    """Detect the main face of every photo under ``faces_dir`` (the first ``limit`` in name order) and
+    split the photos, not their views, into train / held-out with ``rng``."""
+    paths = sorted(p for p in faces_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     detector = cpu_detector()
     found: dict[str, tuple[np.ndarray, Face]] = {}
     skipped: list[str] = []
@@ -154,18 +162,43 @@ def train(
         raise ValueError(f"need faces in at least 2 photos under {faces_dir}; found {len(names)}")
     order = rng.permutation(len(names))
     n_test = min(len(names) - 1, max(1, round(len(names) * held_out)))
-    test_names = sorted(names[i] for i in order[:n_test])
-    train_names = sorted(names[i] for i in order[n_test:])
+    return FaceSet(found=found, skipped=skipped, sharp=sharp,
+                   train=sorted(names[i] for i in order[n_test:]), held_out=sorted(names[i] for i in order[:n_test]))
+
+
+def equal_error_bias(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The bias shift (logit units) that moves the held-out equal-error point to p = 0.5: the DFDC
+    aggregation's fixed 0.8 / 0.2 cut-offs and the manifest threshold then mean what they say."""
+    eer = float(np.clip(eer_threshold(labels, scores), 1e-6, 1 - 1e-6))
+    return -float(np.log(eer / (1 - eer)))
+
+
+def train(
+    faces_dir: Path, out: Path, seed: int = 0, epochs: int = 10, held_out: float = 0.2,
+    held_out_views: int = 4, l2: float = 1e-2, lr: float = 1e-2, steps_per_epoch: int = 30,
+    sharp_repeat: int = 10,
+) -> TrainReport:
+    """Train the head on the photos in ``faces_dir``; write ``out`` (.npz) and ``out`` with ``.json``.
+
+    Photos large enough to need no upscaling are drawn ``sharp_repeat`` times per epoch (fresh views each
+    time), so that sharp faces, real and blended, weigh as much as the many tiny ones.
+    """
+    from ml.runtime import CPU, make_session
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    faces = load_faces(faces_dir, rng, held_out)
+    found, sharp = faces.found, faces.sharp
 
     with tempfile.TemporaryDirectory() as tmp:
         backbone = make_session(export_classifier(Path(tmp) / "backbone.onnx", head=None), [CPU], 0)
-        test_faces = [found[n] for n in test_names] * held_out_views
+        test_faces = [found[n] for n in faces.held_out] * held_out_views
         test_crops, test_y = make_pairs(test_faces, np.random.default_rng(seed + 1))
         test_x = _features(backbone, test_crops)
         head = LogisticRegression(test_x.shape[1], l2=l2, lr=lr, scale_floor=0.05)
         loss, train_samples = float("nan"), 0
         for _ in range(epochs):
-            drawn = [found[n] for n in train_names for _ in range(sharp_repeat if n in sharp else 1)]
+            drawn = [found[n] for n in faces.train for _ in range(sharp_repeat if n in sharp else 1)]
             crops, y = make_pairs(drawn, rng)  # fresh views and blends each epoch
             x = _features(backbone, crops)
             train_samples += len(y)
@@ -173,24 +206,25 @@ def train(
             for _ in range(steps_per_epoch):
                 loss = head.step(x, y)
     weight, bias = head.folded()
-    scores = sigmoid(test_x @ weight + bias)
-    # Move the bias so the held-out equal-error point sits at p = 0.5: the DFDC aggregation's fixed
-    # 0.8 / 0.2 cut-offs and the manifest threshold then mean what they say. AUROC is unchanged.
-    eer = float(np.clip(eer_threshold(test_y, scores), 1e-6, 1 - 1e-6))
-    bias -= float(np.log(eer / (1 - eer)))
+    shift = equal_error_bias(test_y, sigmoid(test_x @ weight + bias))
+    bias += shift
     scores = sigmoid(test_x @ weight + bias)
     report = TrainReport(
-        seed=seed, epochs=epochs,
-        images=[{"path": n, "sha256": _sha256(faces_dir / n)} for n in names], skipped=skipped,
-        train=train_names, held_out=test_names, train_samples=train_samples,
+        seed=seed, epochs=epochs, images=faces.images(faces_dir), skipped=faces.skipped,
+        train=faces.train, held_out=faces.held_out, train_samples=train_samples,
         held_out_samples=len(test_y), train_loss=loss, held_out_auroc=float(auroc(test_y, scores) or 0.0),
         threshold=eer_threshold(test_y, scores), seconds=round(time.perf_counter() - started, 1),
         notes=["held-out = real crops vs SBI pseudo-fakes of photos never trained on; not real deepfakes",
                f"photos needing no upscaling drawn {sharp_repeat}x per epoch: {sorted(sharp)}",
-               f"bias shifted by {-np.log(eer / (1 - eer)):+.3f} so the held-out equal-error point is p = 0.5"],
+               f"bias shifted by {shift:+.3f} so the held-out equal-error point is p = 0.5"],
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, weight=weight, bias=np.float32(bias), threshold=np.float32(report.threshold),
-             crop_size=DEFAULT_SIZE, margin=DEFAULT_MARGIN)
-    out.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    save_head(out, weight, bias, report)
     return report
+
+
+def save_head(out: Path, weight: np.ndarray, bias: float, report: TrainReport, **extra: Any) -> None:
+    """``out`` (.npz: the head the deepfake/1 builder reads) and its report ``out`` with ``.json``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, weight=weight, bias=np.float32(bias),
+             threshold=np.float32(report.threshold), crop_size=DEFAULT_SIZE, margin=DEFAULT_MARGIN, **extra)
+    out.with_suffix(".json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
