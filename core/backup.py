@@ -241,10 +241,13 @@ def _copy_object(source: Blobs, out: Path, key: str, size: int, done: dict[str, 
     target = _safe_path(out / OBJECTS, key)
     expected = _expected_sha(key)
     record = done.get(key)
-    if target.is_file() and target.stat().st_size == size and record and record["size"] == size:
+    if target.is_file() and target.stat().st_size == size and (record or expected):
+        # Kept when it hashes to what the journal recorded, or (a copy finished but not journalled
+        # before a crash) to the content address in its own name.
         digest = sha256_file(target)
-        if digest == record["sha256"] and expected in (None, digest):
-            return "skipped", record
+        if (record and record["size"] == size and digest == record["sha256"] and expected in (None, digest)) \
+                or (record is None and digest == expected):
+            return "skipped", {"key": key, "size": size, "sha256": digest}
     target.parent.mkdir(parents=True, exist_ok=True)
     if previous:
         old = previous[1].get(key)

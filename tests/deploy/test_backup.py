@@ -160,6 +160,10 @@ def test_an_interrupted_backup_resumes_and_the_next_one_links_unchanged_objects(
         bk.create(out, service_env["DATABASE_URL"], _Interrupted(bucket, prefix, endpoint, "us-east-1"),
                   workers=1, log=lambda _: None)
     assert not (out / "manifest.json").exists()  # unfinished: no manifest
+    journal = out / bk.PROGRESS
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 2
+    journal.write_text(lines[0] + "\n")  # the second copy finished but was never journalled (a crash)
     manifest = bk.create(out, service_env["DATABASE_URL"], source, workers=2, log=lambda _: None)
     assert manifest["objects"]["skipped"] == 2 and manifest["objects"]["copied"] == total - 2
     assert not bk.verify(out)
