@@ -213,13 +213,18 @@ def release_owner(owner: str, code: str = "worker_lost") -> list[str]:
     return list(rows)
 
 
-def extend_leases(owner: str, lease_seconds: int) -> int:
-    """Renew every lease this worker holds (its heartbeat). Returns how many jobs it holds."""
+def extend_leases(owner: str, job_ids: Iterable[str], lease_seconds: int) -> int:
+    """Renew the leases of the jobs this worker is still working on (its heartbeat). A job it gave up
+    on (its result could not be written) is not renewed, so its lease runs out and it is re-queued."""
+    ids = list(job_ids)
+    if not ids:
+        return 0
     now = utcnow()
     with session_scope() as session:
         result = session.execute(
-            update(Job).where(Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+            update(Job).where(Job.id.in_(ids), Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
             .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            .execution_options(synchronize_session=False)
         )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -28,6 +28,8 @@ class WorkerProcess:
     planner: ThreadPoolExecutor  # claims and prepares the next batch while the models run
     queues: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)  # jobs claimed and not yet recorded: their leases are renewed
+    _held_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -41,11 +43,21 @@ class WorkerProcess:
         settings = get_settings()
         while not self._stop.is_set():
             try:
-                job_queue.extend_leases(self.identity, settings.lease_seconds)
+                with self._held_lock:
+                    held = list(self.held)
+                job_queue.extend_leases(self.identity, held, settings.lease_seconds)
                 worker_registry.beat(self.identity, socket.gethostname(), os.getpid(), self.queues, self.info)
             except Exception as exc:  # the database may be down for a while; leases then run out, as they should
                 log.warning("heartbeat failed: %s", exc)
             self._stop.wait(interval)
+
+    def hold(self, job_ids: list[str]) -> None:
+        with self._held_lock:
+            self.held.update(job_ids)
+
+    def let_go(self, job_ids: list[str]) -> None:
+        with self._held_lock:
+            self.held.difference_update(job_ids)
 
     def stop(self) -> None:
         self._stop.set()

@@ -26,6 +26,7 @@ from workers.model_cache import get_pipeline
 
 log = logging.getLogger(__name__)
 MAX_DELIVERY_RETRIES = 12  # transient failures (store down) of one job before it fails with that code
+RECORD_RETRIES = 5  # tries to write a batch's results through a database outage (1+2+4+8 s of waiting)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -60,10 +61,13 @@ def _claim(first: str | None, wake: Send | None = None) -> Claimed:
                     wake(job_id, 0.0)
             claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
                                             settings.max_attempts, first)
-    if claimed.jobs and 0 < len(claimed.jobs) < settings.batch_max and settings.batch_wait_ms and first is not None:
+    worker.hold([j.id for j in claimed.jobs])
+    suspect = claimed.jobs and claimed.jobs[0].attempts > 1
+    if claimed.jobs and len(claimed.jobs) < settings.batch_max and settings.batch_wait_ms and not suspect:
         time.sleep(settings.batch_wait_ms / 1000)  # let a burst fill the batch (GPU throughput)
         more = job_queue.claim_batch(worker.identity, settings.batch_max - len(claimed.jobs),
                                      settings.lease_seconds, settings.max_attempts)
+        worker.hold([j.id for j in more.jobs])
         claimed.jobs += more.jobs
     return claimed
 
@@ -85,9 +89,13 @@ def _plan(first: str | None, timer: BatchTimer) -> list[Prepared]:
 def _finish(outcomes: list[Outcome], timer: BatchTimer, wake: Send, webhook: Callable[[str], None],
             delivery: Delivery) -> None:
     settings = get_settings()
+    worker = process.current()
     started = time.perf_counter()
-    recorded = job_queue.record_batch(process.current().identity, outcomes, settings.max_attempts,
-                                      MAX_DELIVERY_RETRIES)
+    ids = [o.job.id for o in outcomes]
+    try:
+        recorded = _record(worker.identity, outcomes, settings.max_attempts)
+    finally:
+        worker.let_go(ids)  # recorded, or given up: either way its lease is no longer renewed
     timer.add("record", time.perf_counter() - started)
     status_cache.put_many(recorded.documents)
     for doc in recorded.documents:
@@ -100,6 +108,19 @@ def _finish(outcomes: list[Outcome], timer: BatchTimer, wake: Send, webhook: Cal
     for job_id, delay in recorded.requeued.items():
         delivery.statuses[job_id] = "queued"
         wake(job_id, delay)
+
+
+def _record(owner: str, outcomes: list[Outcome], max_attempts: int) -> job_queue.Recorded:
+    """Record, riding out a short database outage (the verdicts are worth keeping); after
+    RECORD_RETRIES the jobs' leases run out and the sweep re-queues them."""
+    for attempt in range(RECORD_RETRIES):
+        try:
+            return job_queue.record_batch(owner, outcomes, max_attempts, MAX_DELIVERY_RETRIES)
+        except OperationalError:
+            if attempt == RECORD_RETRIES - 1:
+                raise
+            time.sleep(min(2 ** attempt, 8))
+    raise AssertionError("unreachable")
 
 
 def deliver(job_id: str, wake: Send, webhook: Callable[[str], None]) -> Delivery:

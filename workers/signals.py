@@ -11,7 +11,7 @@ import logging
 
 from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 
-from core import status_cache
+from core import job_queue, repairs, status_cache
 from core.db import dispose_engine
 from core.settings import get_settings
 from ml.runtime import ProviderError, choose_providers
@@ -30,6 +30,20 @@ def _start(queues: str) -> None:
     worker.queues = queues
     worker.info.update(models=model_cache.loaded(), batch_max=settings.batch_max,
                        onnx_threads=settings.onnx_intra_op_threads, requested_providers=settings.onnx_providers)
+    _adopt_orphans()
+
+
+def _adopt_orphans() -> None:
+    """A process that starts where another was just killed (a prefork replacement, a restarted solo
+    worker) puts the dead one's jobs back at once instead of waiting for their leases to run out."""
+    from workers.tasks import wake
+
+    try:
+        for owner in repairs.dead_local_owners():
+            for job_id in job_queue.release_owner(owner):
+                wake(job_id)
+    except Exception as exc:  # the sweep will do it
+        log.warning("could not re-queue the jobs of dead workers: %s", exc)
 
 
 @worker_process_init.connect

@@ -185,7 +185,7 @@ def test_leases_are_renewed_and_a_dead_local_holder_is_released_at_once(queue_db
     job_queue.claim_batch(dead, 2, 30, 3)
     job_queue.claim_batch(alive, 1, 1, 3)
     before = row(ids[2]).lease_expires_at
-    assert job_queue.extend_leases(alive, 60) == 1
+    assert job_queue.extend_leases(alive, [ids[2], ids[0]], 60) == 1  # only what it holds
     assert row(ids[2]).lease_expires_at > before
     assert repairs.dead_local_owners() == [dead]
     assert sorted(job_queue.release_owner(dead)) == sorted(ids[:2])

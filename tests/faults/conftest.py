@@ -11,6 +11,7 @@ import pytest
 
 from tests.faults.fault_support import FaultWorker, build_slow_repo, fault_env, flush_fault_redis
 from tests.support.environment import apply_env
+from tests.support.processes import Control
 
 
 @pytest.fixture(scope="session")
@@ -47,3 +48,13 @@ def fault_app(faults_env: dict[str, str]):  # type: ignore[no-untyped-def]
 @pytest.fixture()
 def fault_client(fault_app):  # type: ignore[no-untyped-def]
     return fault_app.test_client()
+
+
+@pytest.fixture(scope="module")
+def fault_control(faults_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control]:
+    """Beat and the control queue (repairs, webhooks) in their own process, as `deepscreen beat`
+    runs them, sweeping every second."""
+    control = Control({**faults_env, "SWEEP_INTERVAL_SECONDS": "1"}, tmp_path_factory.mktemp("fault-control"))
+    control.start()
+    yield control
+    control.stop()

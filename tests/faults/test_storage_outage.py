@@ -48,21 +48,29 @@ def test_store_outage_is_503_and_jobs_finish_after_it(fault_worker, fault_client
 def test_a_store_that_stays_down_fails_the_job_with_its_code(faults_env, s3_server) -> None:  # type: ignore[no-untyped-def]
     """The last allowed retry ends the job ``failed`` with ``storage_unavailable`` rather than
     leaving it queued for ever. (The real backoff would take minutes, so this one delivery runs
-    in-process, as the worker would run it, with the retry count already at the limit.)"""
+    in-process, as the worker would run it, with the job's retry count already at the limit.)"""
     import hashlib
 
+    from sqlalchemy import update
+
+    from core.db import session_scope
+    from core.models import Job
     from core.object_store import get_store
     from core.submissions import NewMedia, submit
     from tests.faults.fault_support import SLOW_MODEL, image
-    from workers.tasks import MAX_DELIVERY_RETRIES, screen
+    from workers import process, screening
 
     data = image(9200)
     media = NewMedia(data, hashlib.sha256(data).hexdigest(), "jpeg", "image", 64, 48)
     job_id = submit(get_store(), "fault-tests", media, None, {SLOW_MODEL: "1"}).doc["id"]  # never enqueued
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(retries=screening.MAX_DELIVERY_RETRIES))
     s3_server.stop()
     try:
-        assert screen.apply(args=[job_id], task_id=job_id, retries=MAX_DELIVERY_RETRIES).get() == "failed"
+        delivery = screening.deliver(job_id, lambda *_: None, lambda _: None)
     finally:
         s3_server.start()
+        process.stop_current()
+    assert delivery.statuses[job_id] == "failed"
     row = rows([job_id])[job_id]
     assert (row.status, row.error_code, row.attempts, row.results) == ("failed", "storage_unavailable", 1, 0)

@@ -110,8 +110,8 @@ class Service:
 
 
 class Worker(Service):
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1, queues: str = "inference,text,control",
-                 name: str = "test") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1,
+                 queues: str = "inference,text,control", name: str = "test") -> None:
         argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
                 "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -132,6 +132,15 @@ class Worker(Service):
         assert self.proc is not None
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in out.split()]
+
+
+class Control(Worker):
+    """`deepscreen beat`: beat plus the control queue (sweeps, webhooks), threads pool."""
+
+    def __init__(self, env: dict[str, str], folder: Path) -> None:
+        super().__init__(env, folder / "control.log", concurrency=4, queues=env.get("CONTROL_QUEUE", "control"),
+                         name="control")
+        self.argv += ["--pool", "threads", "--beat", "-s", str(folder / "celerybeat-schedule")]
 
 
 class Gunicorn(Service):
