@@ -29,6 +29,7 @@ class BranchScores:
     nsfw: np.ndarray
     text_embedding: np.ndarray | None = None  # (N, 384)
     image_embedding: np.ndarray | None = None  # (N, 512)
+    hate_calibrated: np.ndarray | None = None  # (N,) meme/2: the text/2 stack's P(hateful) for the caption
 
 
 def feature_matrix(scores: BranchScores) -> np.ndarray:
@@ -108,3 +109,24 @@ class FusionHead:
         return {"kind": "logistic_head", "features": [*SCORE_FEATURES, "text_embedding[384]",
                                                        "image_embedding[512]"],
                 "threshold": self.threshold, "trained": True}
+
+
+@dataclass
+class TextHateRule:
+    """meme/2: score = the caption's calibrated P(hateful) from the text/2 hate stack; the image is evidence.
+
+    Why: no trained multimodal head exists, and the hand-set image boost of meme/1 was never measured;
+    the text head was (its figures are in the manifest). A meme whose text is hateful is hateful.
+    """
+
+    threshold: float = 0.5
+
+    def score(self, scores: BranchScores) -> np.ndarray:
+        if scores.hate_calibrated is None:
+            raise ValueError("the text_hate fusion needs the hate stack's calibrated score")
+        return np.clip(scores.hate_calibrated.astype(np.float64), 0.0, 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "text_hate", "formula": "calibrated P(hateful) of the caption (text/2 hate stack)",
+                "image": "evidence only (open_nsfw), not in the score", "threshold": self.threshold,
+                "trained": True}

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from onnxruntime import InferenceSession
 
+from ml.text_hate import HateHead
+
 EMBEDDING_MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
 _KEEP_CONTROLS = {"\t", "\n", "\r"}
 
@@ -83,10 +85,14 @@ class Embeddings:
     vectors: np.ndarray  # (N, 384), unit length
     tokens: list[int] = field(default_factory=list)  # tokens before truncation, incl. [CLS]/[SEP]
     truncated: list[bool] = field(default_factory=list)
+    logits: np.ndarray | None = None  # (N,) hate logits when the graph has a head (text/2's hate encoder)
 
 
 class TextEmbedder:
-    """all-MiniLM-L6-v2 (mean pooling + L2 norm inside the ONNX graph); tokenised with ``tokenizers``."""
+    """all-MiniLM-L6-v2 (mean pooling + L2 norm inside the ONNX graph); tokenised with ``tokenizers``.
+
+    text/2's graph is the LoRA-fine-tuned MiniLM with its hate head: a second output, the hate logit.
+    """
 
     def __init__(self, session: InferenceSession, tokenizer_path: Path,
                  max_tokens: int = EMBEDDING_MAX_TOKENS, batch_size: int = 32, precision: str = "fp32") -> None:
@@ -102,7 +108,7 @@ class TextEmbedder:
         self._names = {i.name for i in session.get_inputs()}
 
     def encode(self, texts: list[str]) -> Embeddings:
-        vectors, tokens, truncated = [], [], []
+        vectors, logits, tokens, truncated = [], [], [], []
         for start in range(0, len(texts), self.batch_size):
             encodings = self.tokenizer.encode_batch(texts[start:start + self.batch_size])
             feed = {
@@ -111,15 +117,22 @@ class TextEmbedder:
                 "token_type_ids": np.array([e.type_ids for e in encodings], np.int64),
             }
             feed = {k: v for k, v in feed.items() if k in self._names}
-            vectors.append(np.asarray(self.session.run(None, feed)[0], np.float32))
+            outputs = self.session.run(None, feed)
+            vectors.append(np.asarray(outputs[0], np.float32))
+            if len(outputs) > 1:
+                logits.append(np.asarray(outputs[1], np.float32).reshape(-1))
             for e in encodings:
                 # Overflow pieces repeat [CLS]/[SEP] and may be padded: count only their real tokens.
                 dropped = sum(int(sum(o.attention_mask)) - 2 for o in e.overflowing)
                 tokens.append(int(sum(e.attention_mask)) + dropped)
                 truncated.append(bool(e.overflowing))
         if not vectors:
-            return Embeddings(np.zeros((0, 384), np.float32))
-        return Embeddings(np.concatenate(vectors), tokens, truncated)
+            return Embeddings(np.zeros((0, 384), np.float32), logits=np.zeros(0, np.float32) if self.has_head else None)
+        return Embeddings(np.concatenate(vectors), tokens, truncated, np.concatenate(logits) if logits else None)
+
+    @property
+    def has_head(self) -> bool:
+        return len(self.session.get_outputs()) > 1
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.encode(texts).vectors
@@ -134,18 +147,33 @@ class TextScores:
     neither: np.ndarray
     profane: np.ndarray
     embeddings: Embeddings | None = None
+    calibrated_hate: np.ndarray | None = None  # text/2: the stacked, calibrated P(hateful)
+    hate_parts: dict[str, np.ndarray] | None = None  # text/2: what the stacker read
 
 
 class TextBranch:
-    """The three text models together; ``score`` runs each once per batch."""
+    """The text models together; ``score`` runs each once per batch.
 
-    def __init__(self, sonar: HateSonarModel, profanity: ProfanityModel, embedder: TextEmbedder | None) -> None:
+    With a ``head`` (text/2, meme/2) the embedder is the fine-tuned hate encoder and always runs: its
+    logit, the char model and the two TF-IDF models feed the stacker, whose output is P(hateful).
+    """
+
+    def __init__(self, sonar: HateSonarModel, profanity: ProfanityModel, embedder: TextEmbedder | None,
+                 head: HateHead | None = None) -> None:
         self.sonar = sonar
         self.profanity = profanity
         self.embedder = embedder
+        self.head = head
+        if head is not None and (embedder is None or not embedder.has_head):
+            raise ValueError("the hate head needs the hate encoder (an embedder graph with a logit output)")
 
     def score(self, texts: list[str], embed: bool = True) -> TextScores:
         sonar = self.sonar.predict(texts)
-        embeddings = self.embedder.encode(texts) if embed and self.embedder is not None else None
-        return TextScores(hate=sonar[:, 0], offensive=sonar[:, 1], neither=sonar[:, 2],
-                          profane=self.profanity.predict(texts), embeddings=embeddings)
+        profane = self.profanity.predict(texts)
+        run = self.embedder is not None and (embed or self.head is not None)
+        embeddings = self.embedder.encode(texts) if run and self.embedder is not None else None
+        scores = TextScores(hate=sonar[:, 0], offensive=sonar[:, 1], neither=sonar[:, 2], profane=profane,
+                            embeddings=embeddings)
+        if self.head is not None and embeddings is not None and embeddings.logits is not None:
+            scores.calibrated_hate, scores.hate_parts = self.head.predict(texts, embeddings.logits, sonar, profane)
+        return scores

@@ -2,7 +2,8 @@
 
 Stages per batch: OCR per item where no text was supplied → text branch (one call per model for the
 batch) and image branch (open_nsfw; CLIP ViT-B/16 embedding only when a trained head needs it) →
-fusion (the manifest's hand-set rule, or a trained ``fusion_head``). A meme without any text gets
+fusion (the manifest's hand-set rule, or a trained ``fusion_head``; meme/2: the caption's calibrated
+P(hateful) from the text/2 hate stack, option ``fusion: text_hate``). A meme without any text gets
 ``no_text`` and no hateful score: the image branch alone is not a hate detector here, so only its NSFW
 score is reported.
 """
@@ -15,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ml.clip_preprocess import preprocess as clip_preprocess
-from ml.fusion import BranchScores, FusionHead, FusionRule
+from ml.fusion import BranchScores, FusionHead, FusionRule, TextHateRule
 from ml.manifest import Manifest
 from ml.ocr import OcrEngine, OcrResult, shared_engine
 from ml.pipelines.base import Pipeline
@@ -61,7 +62,9 @@ class MemePipeline(Pipeline):
         """``embeddings``: run the MiniLM and CLIP embedders (default: only when a trained head needs them)."""
         super().__init__(manifest, providers, threads)
         self.head = FusionHead.load(manifest.path("fusion_head")) if manifest.has("fusion_head") else None
-        self.rule = FusionRule.from_manifest(manifest.thresholds, manifest.options)
+        self.rule: FusionRule | TextHateRule = FusionRule.from_manifest(manifest.thresholds, manifest.options)
+        if manifest.options.get("fusion") == "text_hate":
+            self.rule = TextHateRule(threshold=float(manifest.thresholds.get("hateful", 0.5)))
         embed = self.head is not None if embeddings is None else embeddings
         self.text_branch = load_text_branch(self, embed=embed)
         self.image_branch = ImageBranch(self, embed=embed)
@@ -74,7 +77,7 @@ class MemePipeline(Pipeline):
     def ocr(self) -> OcrEngine:
         return shared_engine(self._ocr_paths, self.threads, self._ocr_settings)
 
-    def fusion(self) -> FusionHead | FusionRule:
+    def fusion(self) -> FusionHead | FusionRule | TextHateRule:
         return self.head if self.head is not None else self.rule
 
     def branch_scores(self, texts: list[str], frames: list[np.ndarray],
@@ -86,6 +89,7 @@ class MemePipeline(Pipeline):
             nsfw=self.image_branch.nsfw_scores(frames) if nsfw is None else nsfw,
             text_embedding=text.embeddings.vectors if text.embeddings is not None else None,
             image_embedding=self.image_branch.embeddings(frames) if self.image_branch.clip is not None else None,
+            hate_calibrated=text.calibrated_hate,
         )
 
     def _caption(self, item: MediaItem) -> tuple[str, str, OcrResult | None, int]:
@@ -134,6 +138,8 @@ class MemePipeline(Pipeline):
                 "hate": float(scores.hate[row]), "offensive": float(scores.offensive[row]),
                 "neither": float(scores.neither[row]), "profane": float(scores.profane[row]),
             }
+            if scores.hate_calibrated is not None:
+                evidence["branches"]["text"]["hate_stack"] = float(scores.hate_calibrated[row])
             score = float(fused[row])
             outcomes[index] = Outcome(
                 label="hateful" if score >= fusion.threshold else "not_hateful", score=score,

