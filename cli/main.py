@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_deepfake, train_meme
+from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_deepfake, train_meme, train_text
 from cli.backup import backup
 
 
@@ -26,6 +26,7 @@ for command in (models_tools.quantize_cmd, models_tools.parity_cmd, models_tools
     models_cmd.models.add_command(command)
 train.add_command(train_deepfake.train_deepfake)
 train.add_command(train_meme.train_meme)
+train.add_command(train_text.train_text)
 
 
 if __name__ == "__main__":
