@@ -293,9 +293,9 @@ def to_onnx(tflite: Path, variant: Variant, raw_outputs: bool = False, size: int
     return model
 
 
-def export(variant: str, dst: Path) -> Path:
-    """Write ``dst`` (FP32 ONNX) from the mediapipe wheel's .tflite for ``variant``."""
-    model = to_onnx(tflite_path(variant), VARIANTS[variant])
+def export(variant: str, dst: Path, size: int | None = None) -> Path:
+    """Write ``dst`` (FP32 ONNX) from the mediapipe wheel's .tflite for ``variant`` (input side ``size``)."""
+    model = to_onnx(tflite_path(variant), VARIANTS[variant], size=size)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     return dst

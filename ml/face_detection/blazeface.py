@@ -30,12 +30,29 @@ from ml.face_detection.common import Face, check_frame
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear_tragion", "left_ear_tragion")
 
 
+class _Pass:
+    """One fixed-shape run of the net: its session, square side and score threshold."""
+
+    def __init__(self, session: InferenceSession, threshold: float) -> None:
+        shape = session.get_inputs()[0].shape
+        if shape[1] != shape[2] or shape[3] != 3:
+            raise ValueError(f"expected a square (N, S, S, 3) input, got {shape}")
+        self.session, self.size, self.threshold = session, int(shape[1]), float(threshold)
+
+
 class BlazeFace:
     """``session``: the exported graph (input ``image`` uint8 (N, S, S, 3), outputs ``scores``, ``boxes``).
 
-    ``score_threshold`` is mediapipe's min_score_thresh (0.5 short range, 0.6 full range); ``nms_threshold``
-    its weighted-NMS IoU (0.3); ``min_face`` drops faces whose longer side is below it in frame pixels;
+    ``score_threshold`` is mediapipe's min_score_thresh (0.5 short range); ``nms_threshold`` its
+    weighted-NMS IoU (0.3); ``min_face`` drops faces whose longer side is below it in frame pixels;
     ``max_batch`` bounds one session call (memory), larger batches are chunked.
+
+    ``fine_session`` (optional) is the same net exported at twice the side: the short-range model only
+    sees faces from ~15 % of the frame's long side up, so frames in which the first pass finds no face
+    are searched again at 2x (faces down to ~7 %), all such frames of the batch in one call. A frame's
+    result depends on that frame alone, so batching never changes it; a frame whose face the first pass
+    finds (the common case) costs one small pass. ``fine_threshold`` is higher than mediapipe's: at 2x
+    the net fires on face-like texture more often (measured: bench/face_detectors.py).
     """
 
     name = "blazeface"
@@ -45,13 +62,11 @@ class BlazeFace:
         self, session: InferenceSession, score_threshold: float = 0.5, nms_threshold: float = 0.3,
         margin: float = 0.0, min_face: float = 0.0, max_batch: int = 64, max_faces: int = 32,
         box_adjust: tuple[float, float, float, float] | None = None,
+        fine_session: InferenceSession | None = None, fine_threshold: float = 0.7,
     ) -> None:
-        self.session = session
-        shape = session.get_inputs()[0].shape
-        self.size = int(shape[1])
-        if shape[1] != shape[2] or shape[3] != 3:
-            raise ValueError(f"expected a square (N, S, S, 3) input, got {shape}")
-        self.score_threshold = float(score_threshold)
+        self.coarse = _Pass(session, score_threshold)
+        self.fine = _Pass(fine_session, fine_threshold) if fine_session is not None else None
+        self.size = self.coarse.size
         self.nms_threshold = float(nms_threshold)
         self.margin = float(margin)
         self.min_face = float(min_face)
@@ -63,42 +78,54 @@ class BlazeFace:
         """Draw ``frame`` centred into ``out`` (S, S, 3, zeroed); (x scale, y scale, left, top) map frame
         pixels to square pixels (the picture covers exactly w x h pixels, so each axis has its own factor)."""
         check_frame(frame)
+        size = out.shape[0]
         height, width = frame.shape[:2]
-        inner = self.size / (1.0 + 2.0 * self.margin)
+        inner = size / (1.0 + 2.0 * self.margin)
         scale = inner / max(height, width)
         w, h = max(1, round(width * scale)), max(1, round(height * scale))
-        left, top = (self.size - w) // 2, (self.size - h) // 2
+        left, top = (size - w) // 2, (size - h) // 2
         interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
         out[top: top + h, left: left + w] = cv2.resize(frame, (w, h), interpolation=interpolation)
         return w / width, h / height, left, top
 
     def detect_batch(self, frames: list[np.ndarray]) -> list[list[Face]]:
-        """Per frame, its faces, most confident first; one session call per ``max_batch`` frames."""
-        found: list[list[Face]] = []
-        for start in range(0, len(frames), self.max_batch):
-            chunk = frames[start: start + self.max_batch]
-            batch = np.zeros((len(chunk), self.size, self.size, 3), dtype=np.uint8)
-            placements = [self.letterbox(frame, batch[i]) for i, frame in enumerate(chunk)]
-            scores, boxes = self.session.run(["scores", "boxes"], {"image": batch})
-            for k, placement in enumerate(placements):
-                found.append(self._faces(scores[k], boxes[k], placement, chunk[k].shape[:2]))
+        """Per frame, its faces, most confident first."""
+        found = self._run(self.coarse, frames)
+        if self.fine is not None:
+            again = [k for k, faces in enumerate(found) if not faces]
+            if again:
+                for k, faces in zip(again, self._run(self.fine, [frames[k] for k in again]), strict=True):
+                    found[k] = faces
         return found
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         return self.detect_batch([frame])[0]
 
+    def _run(self, run: _Pass, frames: list[np.ndarray]) -> list[list[Face]]:
+        """One session call per ``max_batch`` frames of one pass."""
+        found: list[list[Face]] = []
+        for start in range(0, len(frames), self.max_batch):
+            chunk = frames[start: start + self.max_batch]
+            batch = np.zeros((len(chunk), run.size, run.size, 3), dtype=np.uint8)
+            placements = [self.letterbox(frame, batch[i]) for i, frame in enumerate(chunk)]
+            scores, boxes = run.session.run(["scores", "boxes"], {"image": batch})
+            for k, placement in enumerate(placements):
+                found.append(self._faces(run, scores[k], boxes[k], placement, chunk[k].shape[:2]))
+        return found
+
     def _faces(
-        self, scores: np.ndarray, boxes: np.ndarray, placement: tuple[float, float, int, int], shape: tuple[int, ...],
+        self, run: _Pass, scores: np.ndarray, boxes: np.ndarray, placement: tuple[float, float, int, int],
+        shape: tuple[int, ...],
     ) -> list[Face]:
         sx, sy, left, top = placement
         height, width = shape[0], shape[1]
         # Faces centred in the letterbox's padding are artefacts of its edge, never faces.
-        cx, cy = boxes[:, 0] * self.size, boxes[:, 1] * self.size
-        keep = np.flatnonzero((scores >= self.score_threshold) & (cx >= left) & (cx <= left + width * sx)
+        cx, cy = boxes[:, 0] * run.size, boxes[:, 1] * run.size
+        keep = np.flatnonzero((scores >= run.threshold) & (cx >= left) & (cx <= left + width * sx)
                               & (cy >= top) & (cy <= top + height * sy))
         if keep.size == 0:
             return []
-        raw = boxes[keep].astype(np.float64) * self.size  # square pixels
+        raw = boxes[keep].astype(np.float64) * run.size  # square pixels
         cx, cy, w, h = raw[:, 0], raw[:, 1], raw[:, 2], raw[:, 3]
         # rows: x1, y1, x2, y2, then the six keypoints (x, y), all in frame pixels
         rows = np.empty((len(keep), 16))

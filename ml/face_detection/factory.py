@@ -21,6 +21,7 @@ DEFAULT = "mtcnn"
 KINDS = ("mtcnn", "blazeface")
 MTCNN_ROLES = ("detector.pnet", "detector.rnet", "detector.onet")
 BLAZEFACE_ROLE = "detector.blazeface"  # FP32; ``detector.blazeface.fp16`` beside it for CUDA
+BLAZEFACE_FINE_ROLE = "detector.blazeface_fine"  # the same net at 2x, when options["fine_pass"]
 
 
 def detector_kind(options: Mapping[str, Any]) -> str:
@@ -39,6 +40,8 @@ def build_detector(options: Mapping[str, Any], session: Callable[[str], Inferenc
             nms_threshold=float(options.get("nms_threshold", 0.3)), margin=float(options.get("letterbox_margin", 0.0)),
             min_face=float(options.get("min_face", 0)), max_batch=int(options.get("detector_max_batch", 64)),
             box_adjust=tuple(adjust) if adjust else None,
+            fine_session=session(BLAZEFACE_FINE_ROLE) if options.get("fine_pass") else None,
+            fine_threshold=float(options.get("fine_threshold", 0.7)),
         )
     pnet, rnet, onet = (session(role) for role in MTCNN_ROLES)
     return MTCNN(pnet, rnet, onet, min_face=int(options.get("min_face", 40)),

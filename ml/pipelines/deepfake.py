@@ -1,8 +1,10 @@
 """Deepfake screening: faces per frame → square crops → one classifier call → per-face, per-frame, per-item.
 
-Decoding happens before (the caller hands in MediaItems); detection and cropping are per frame, the
-classifier runs once for every crop of the whole batch (split only above ``max_batch`` crops to bound
-memory). An item in which no frame shows a face gets the explicit label ``no_face`` and no score.
+Decoding happens before (the caller hands in MediaItems). The face detector the manifest names
+(ml.face_detection: BlazeFace batched, or MTCNN) gets every frame of every item in one call; crops are
+cut per face straight into one batch; the classifier runs once for every crop of the whole batch (split
+only above ``max_batch`` crops to bound memory). So an item's result does not depend on its batch
+mates. An item in which no frame shows a face gets the explicit label ``no_face`` and no score.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ml.aggregation import aggregate, frame_scores
-from ml.face_crops import face_crop, to_batch
+from ml.face_crops import face_crop, square_box
 from ml.face_detection.common import Face
 from ml.face_detection.factory import build_detector
 from ml.manifest import Manifest
@@ -26,6 +29,11 @@ class _Found:
     item: int
     frame: int  # the frame's index in the source (MediaItem.frame_indices)
     face: Face
+
+
+def _nchw(batch: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 → (N, 3, H, W) float32 in 0..255, as ml.face_crops.to_batch (the ONNX normalises)."""
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
 class DeepfakePipeline(Pipeline):
@@ -41,30 +49,43 @@ class DeepfakePipeline(Pipeline):
         self.max_batch = int(options.get("max_batch", 64))
         self.threshold = float(manifest.thresholds.get("fake", 0.5))
 
-    def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
+    def _classify(self, batch: np.ndarray) -> np.ndarray:
+        """P(fake) per crop of ``batch`` (N, H, W, 3) uint8, in chunks of ``max_batch``."""
         out = [
-            self._classifier.run(None, {self._input: to_batch(crops[i: i + self.max_batch])})[0]
-            for i in range(0, len(crops), self.max_batch)
+            self._classifier.run(None, {self._input: _nchw(batch[i: i + self.max_batch])})[0]
+            for i in range(0, len(batch), self.max_batch)
         ]
         return np.concatenate(out).reshape(-1).astype(np.float64)
+
+    def _crop_into(self, frame: np.ndarray, box: tuple[float, float, float, float], out: np.ndarray) -> None:
+        """Write the face's square crop into ``out`` (size, size, 3): resized straight from the frame when
+        the square lies inside it (no intermediate copy); ml.face_crops pads the rare square that does not."""
+        left, top, side = square_box(box, self.margin)
+        height, width = frame.shape[:2]
+        if left >= 0 and top >= 0 and left + side <= width and top + side <= height:
+            interpolation = cv2.INTER_AREA if side > self.crop_size else cv2.INTER_CUBIC
+            out[...] = cv2.resize(frame[top: top + side, left: left + side], (self.crop_size, self.crop_size),
+                                  interpolation=interpolation)
+        else:
+            out[...] = face_crop(frame, box, self.margin, self.crop_size)[0]
 
     def predict(self, items: list[MediaItem]) -> list[Outcome]:
         # Every frame of every item in one detector call: a fixed-shape detector runs them as one batch.
         where = [(index, int(frame_index), frame) for index, item in enumerate(items)
                  for frame_index, frame in zip(item.frame_indices, item.frames, strict=True)]
         detected = self.detector.detect_batch([frame for _, _, frame in where]) if where else []
-        found: list[_Found] = []
-        crops: list[np.ndarray] = []
-        for (index, frame_index, frame), faces in zip(where, detected, strict=True):
-            for face in faces:
-                crop, _ = face_crop(frame, face.box, self.margin, self.crop_size)
-                crops.append(crop)
-                found.append(_Found(index, frame_index, face))
-        scores = self._classify(crops) if crops else np.empty(0)
-        return [
-            self._outcome(item, [(f, float(s)) for f, s in zip(found, scores, strict=True) if f.item == index])
-            for index, item in enumerate(items)
-        ]
+        sources = [(frame, _Found(index, frame_index, face))
+                   for (index, frame_index, frame), faces in zip(where, detected, strict=True) for face in faces]
+        # Crops go straight into one uint8 batch; the classifier runs once over all faces of all items.
+        batch = np.empty((len(sources), self.crop_size, self.crop_size, 3), dtype=np.uint8)
+        for k, (frame, f) in enumerate(sources):
+            self._crop_into(frame, f.face.box, batch[k])
+        found = [f for _, f in sources]
+        scores = self._classify(batch) if found else np.empty(0)
+        per_item: list[list[tuple[_Found, float]]] = [[] for _ in items]
+        for f, score in zip(found, scores, strict=True):
+            per_item[f.item].append((f, float(score)))
+        return [self._outcome(item, faces) for item, faces in zip(items, per_item, strict=True)]
 
     def _outcome(self, item: MediaItem, faces: list[tuple[_Found, float]]) -> Outcome:
         common: dict[str, Any] = {
