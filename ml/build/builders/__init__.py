@@ -15,6 +15,8 @@ from ml.manifest import Manifest
 BUILDERS: dict[str, str] = {
     "nsfw": "ml.build.builders.nsfw:build",
     "deepfake": "ml.build.builders.deepfake:build",
+    # deepfake/2 (MesoNet); the newest version is live, so it becomes the default deepfake model
+    "deepfake_v2": "ml.build.builders.deepfake_v2:build",
     "synthetic": "ml.build.builders.synthetic:build",
     "text": "ml.build.builders.text:build",
     "meme": "ml.build.builders.meme:build",  # after text: it reuses text/1's files
