@@ -1,17 +1,22 @@
 """BlazeFace vs MTCNN side by side: recall and box agreement on the real faces available offline, and speed.
 
     python -m bench.face_detectors [--threads 1] [--repeats 20] [--alternatives] [--record]
+                                   [--pipeline model_repository [--seconds 10]]
 
 Accuracy: the sets of ml/build/face_eval.py (skimage astronaut, matplotlib's Grace Hopper, skimage's 100
 LFW faces full-frame and pasted into scenes, the test suite's panning video frames, faces shrunk to
 24-192 px in 1280x720 frames, face-less photos). MTCNN runs as deepfake/1 ships it (min face 40);
-BlazeFace as ml/build/face_detectors.py ships it (short range, 128 px letterbox). ``--alternatives``
-adds the variants that were not chosen (a letterbox margin; the full-range model).
+BlazeFace as ml/build/face_detectors.py ships it (short range, 128 px letterbox, 256 px re-search of
+frames without a face). ``--alternatives`` adds the variants that were not chosen (128 px alone, with a
+letterbox margin; the full-range model).
 
 Speed: 512 px one-face photos (the astronaut, Grace Hopper scaled to 512 px), one process, ``--threads``
 ONNX Runtime threads: ms per image at batch 1, images/s at batch 8 and 32 (detector only: letterbox,
-session, decoding, NMS). ``--record`` writes the figures the model card quotes
-(ml/build/face_detectors_eval.json).
+session, decoding, NMS). ``--pipeline`` also times the whole deepfake stage (detect, crop, classify)
+with each detector on the same classifier, in one process and in two 1-thread processes (the 2-core
+machine's best layout). ``--record`` writes the figures the model card quotes
+(ml/build/face_detectors_eval.json); with BLAZEFACE_REFERENCE_PYTHON set to a python that has
+``ai-edge-litert``, also the parity with the original .tflite.
 """
 
 from __future__ import annotations
@@ -131,12 +136,77 @@ def speed_table(speeds: dict[str, dict[str, float]], threads: int) -> str:
     return "\n".join(rows)
 
 
+def _pipelines(repository: Path, folder: Path) -> dict[str, Path]:
+    """deepfake's live version as built (its own detector) and the same classifier with the other one."""
+    from ml.build.face_detectors import with_detector
+    from ml.repository import ModelRepository
+
+    source = ModelRepository(repository).manifest("deepfake")
+    own = str(source.options.get("detector", "mtcnn"))
+    other = "blazeface" if own == "mtcnn" else "mtcnn"
+    with_detector(source, other, folder / "deepfake" / "0", "0")
+    return {own: source.directory, other: folder / "deepfake" / "0"}
+
+
+def _pipeline_rate(directory: str, batch: int, seconds: float, result: Any = None) -> float:
+    """Images/s of the deepfake pipeline in this process (1 ORT thread) over ~``seconds`` of batches."""
+    from ml.manifest import Manifest
+    from ml.pipelines.deepfake import DeepfakePipeline
+    from ml.types import MediaItem
+
+    pipeline = DeepfakePipeline(Manifest.load(Path(directory)), [CPU], threads=1)
+    photos = photos_512()
+    items = [MediaItem(kind="image", frames=[photos[k % len(photos)]]) for k in range(batch)]
+    pipeline.predict(items)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        pipeline.predict(items)
+        done += batch
+    rate = done / (time.perf_counter() - start)
+    if result is not None:
+        result.put(rate)
+    return rate
+
+
+def pipeline_speeds(repository: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """Whole deepfake stage (detect, crop, classify) on 512 px one-face photos: one process at batch 1, 8,
+    32, and two processes x 1 thread at batch 8 (this machine's 2 cores), images/s."""
+    import multiprocessing
+
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, directory in _pipelines(repository, Path(tmp)).items():
+            row = {f"batch{b}": round(_pipeline_rate(str(directory), b, seconds), 1) for b in SPEED_BATCHES}
+            ctx = multiprocessing.get_context("spawn")
+            queue = ctx.Queue()
+            workers = [ctx.Process(target=_pipeline_rate, args=(str(directory), 8, seconds, queue)) for _ in range(2)]
+            for w in workers:
+                w.start()
+            rates = [queue.get() for _ in workers]
+            for w in workers:
+                w.join()
+            row["two_processes_batch8"] = round(sum(rates), 1)
+            out[name] = row
+    return out
+
+
+def pipeline_table(speeds: dict[str, dict[str, float]]) -> str:
+    rows = ["| deepfake stage with (1 ORT thread per process) | images/s batch 1 | batch 8 | batch 32 "
+            "| 2 processes, batch 8 |", "|---|---|---|---|---|"]
+    for name, s in speeds.items():
+        rows.append(f"| {name} | {s['batch1']} | {s['batch8']} | {s['batch32']} | {s['two_processes_batch8']} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--alternatives", action="store_true", help="also the rejected BlazeFace variants")
     parser.add_argument("--record", action="store_true", help=f"write the card's figures to {EVAL}")
+    parser.add_argument("--pipeline", type=Path, metavar="REPOSITORY",
+                        help="also time the whole deepfake stage with each detector (deepfake built in REPOSITORY)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per pipeline measurement")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         found = detectors(Path(tmp), args.threads, args.alternatives)
@@ -152,29 +222,39 @@ def main() -> None:
     print(table, "\n")
     print(small, "\n")
     print(speed_table(speeds, args.threads))
+    stage = pipeline_speeds(args.pipeline, args.seconds) if args.pipeline else {}
+    if stage:
+        print("\n" + pipeline_table(stage))
     if args.record:
-        record(results, table, small, speeds, args.threads)
+        record(results, table, small, speeds, args.threads, stage)
 
 
 def record(results: dict[str, dict[str, Score]], table: str, small: str, speeds: dict[str, dict[str, float]],
-           threads: int) -> None:
+           threads: int, stage: dict[str, dict[str, float]]) -> None:
     from ml.build.blazeface_export import litert_parity, parity_images
 
-    smallest = [t for t, hit in zip([s.tag for s in evaluation_sets()["small_faces"]],
-                                    results["small_faces"]["blazeface"].found, strict=True) if hit]
-    found_all = sum(per["blazeface"].found.count(1) for name, per in results.items())
+    tags = [s.tag for s in evaluation_sets()["small_faces"]]
+    hits: dict[int, list[int]] = {}
+    for tag, hit in zip(tags, results["small_faces"]["blazeface"].found, strict=True):
+        hits.setdefault(int(tag[:-2]), []).append(hit)
+    every = min((size for size, h in hits.items() if all(h)), default=None)
+    some = min((size for size, h in hits.items() if any(h)), default=None)
+    found_all = sum(per["blazeface"].found.count(1) for per in results.values())
     faces = sum(per["blazeface"].faces for per in results.values())
     agreed = [a for name, per in results.items() if name != "small_faces" for a in per["blazeface"].agreed]
     summary = (f"BlazeFace found {found_all}/{faces} reference faces (MTCNN "
                f"{sum(per['mtcnn'].found.count(1) for per in results.values())}/{faces}); outside the "
                f"small-face set it found {sum(agreed)}/{len(agreed)} of MTCNN's detections")
+    scene = results["lfw_in_scene"]
     figures: dict[str, Any] = {
         "date": str(date.today()), "summary": summary, "card_table": table + "\n\n" + small,
-        "speed": {"threads": threads, **speeds},
-        "limits": (f"the short-range model misses faces that are small relative to the frame: in 1280x720 frames "
-                   f"it found only faces from {min(smallest, key=lambda t: int(t[:-2])) if smallest else 'none'} "
-                   "wide (MTCNN: all sizes from 24 px), and it found fewer of the LFW faces pasted at ~15 % of a "
-                   "512 px scene than MTCNN (table)."),
+        "speed": {"threads": threads, "load_average": round(os.getloadavg()[0], 1), **speeds},
+        "speed_table": speed_table(speeds, threads) + ("\n\n" + pipeline_table(stage) if stage else ""),
+        "stage_speed": stage,
+        "limits": (f"it misses faces that are small relative to the frame. In 1280x720 frames it found both "
+                   f"portraits from {every} px face width on (one of the two from {some} px), MTCNN every size "
+                   f"down to 24 px; of the LFW faces pasted into 512x384 scenes (~15 % of the width) it found "
+                   f"{scene['blazeface'].recall():.0%}, MTCNN {scene['mtcnn'].recall():.0%}."),
     }
     python = os.environ.get("BLAZEFACE_REFERENCE_PYTHON")
     if python:

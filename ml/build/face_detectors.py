@@ -14,6 +14,7 @@ figures in the card come from ``bench/face_detectors.py --record`` (face_detecto
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ml.build.faces import mtcnn_files
-from ml.manifest import ModelError
+from ml.manifest import Manifest, ModelError, file_entry
 
 KINDS = ("mtcnn", "blazeface")
 EVAL = Path(__file__).with_name("face_detectors_eval.json")
@@ -109,18 +110,29 @@ def detector_card(kind: str) -> str:
     return f"""- **Face detector:** BlazeFace short range (`face_detection_short_range.tflite` from
   `mediapipe==0.10.21`, Apache-2.0, licence in `LICENSE.mediapipe`), converted to ONNX here without
   TensorFlow ({figures.get("parity", "LiteRT parity not recorded")}). Every frame is letterboxed to
-  128x128 and the frames of a whole batch run in one call (dynamic batch axis; FP16 file for CUDA);
-  mediapipe's SSD anchors are decoded in the graph and its weighted NMS blends the overlapping anchors.
-  Boxes are moved into MTCNN's geometry (`box_adjust`, fitted on LFW) so crops match what the classifier
-  was trained on; faces under {MTCNN_MIN_FACE} px are ignored.
+  128x128 and the frames of a whole batch run in one call (dynamic batch axis; FP16 files for CUDA);
+  frames where that finds no face are searched again at 256x256 (the same net, all such frames in one
+  call, score ≥ {BLAZEFACE_OPTIONS["fine_threshold"]}). mediapipe's SSD anchors are decoded in the graph and its
+  weighted NMS blends the overlapping anchors. Boxes are moved into MTCNN's geometry (`box_adjust`,
+  fitted on LFW) so crops match what the classifier was trained on; faces under {MTCNN_MIN_FACE} px are ignored.
 - **Detector recall on the real faces available offline** (reference faces, IoU ≥ 0.4; agreement = share
   of MTCNN's detections BlazeFace also finds at IoU ≥ 0.5, and their mean IoU; 95 % bootstrap intervals):
 
 {table}
 
-- **Known limits of the detector:** {figures.get("limits", "see the table")} MTCNN stays selectable
-  (manifest option `"detector": "mtcnn"`) where small faces matter more than speed.
+- **Detector speed** on the build machine ({_speed_note(figures)}; 512 px one-face photos):
+
+{figures.get("speed_table", "(not measured)")}
+
+- **Known limits of the detector:** {figures.get("limits", "see the table")} MTCNN stays better on
+  small faces and selectable (manifest option `"detector": "mtcnn"`) where they matter more than speed.
 """
+
+
+def _speed_note(figures: dict[str, Any]) -> str:
+    speed = figures.get("speed", {})
+    return (f"{figures.get('date', '?')}, {speed.get('threads', 1)} ONNX Runtime thread per process, load average "
+            f"{speed.get('load_average', '?')} from other jobs while it ran: compare rows, not absolute numbers")
 
 
 def _blazeface_files(staging: Path) -> dict[str, Path]:
@@ -182,3 +194,24 @@ def _runtime_kwargs() -> dict[str, Any]:
     o = BLAZEFACE_OPTIONS
     return {"score_threshold": o["score_threshold"], "nms_threshold": o["nms_threshold"],
             "margin": o["letterbox_margin"], "min_face": o["min_face"], "box_adjust": tuple(o["box_adjust"])}
+
+
+def with_detector(source: Manifest, kind: str, directory: Path, version: str) -> Manifest:
+    """A copy of deepfake model version ``source`` in ``directory`` with the detector ``kind`` instead of its
+    own (classifier files copied, detector files written, options swapped): to compare detectors on the
+    same classifier (bench/face_detectors.py, tests) without rebuilding the classifier."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for role, entry in source.files.items():
+        if not (role == "detector" or role.startswith("detector.")):
+            files[role] = directory / entry["path"]
+            shutil.copyfile(source.directory / entry["path"], files[role])
+    files.update(detector_files(kind, directory))
+    stale = {"detector", "min_face", "detector_thresholds", *BLAZEFACE_OPTIONS}
+    options = {k: v for k, v in source.options.items() if k not in stale}
+    manifest = dataclasses.replace(
+        source, version=version, directory=directory, options={**options, **detector_options(kind)},
+        files={role: file_entry(directory, path) for role, path in files.items()},
+        provenance={**source.provenance, **detector_provenance(kind)})
+    manifest.save()
+    return manifest

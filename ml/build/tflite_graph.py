@@ -126,7 +126,12 @@ def _options(op_name: str, raw: Any) -> dict[str, Any]:
 
 def read_tflite(path: Path) -> Graph:
     """The first subgraph of a .tflite file."""
-    import tflite
+    try:
+        import tflite
+    except ImportError as exc:
+        from ml.manifest import ModelError
+
+        raise ModelError("missing_package", "pip install tflite==2.18.0 (the .tflite parser, a build extra)") from exc
 
     buf = path.read_bytes()
     model = tflite.Model.GetRootAsModel(buf, 0)

@@ -9,6 +9,7 @@ mates. An item in which no frame shows a face gets the explicit label ``no_face`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class DeepfakePipeline(Pipeline):
         self.rule = str(options.get("aggregation", "confident"))
         self.max_batch = int(options.get("max_batch", 64))
         self.threshold = float(manifest.thresholds.get("fake", 0.5))
+        self.last_timings: dict[str, float] = {}
 
     def _classify(self, batch: np.ndarray) -> np.ndarray:
         """P(fake) per crop of ``batch`` (N, H, W, 3) uint8, in chunks of ``max_batch``."""
@@ -71,17 +73,23 @@ class DeepfakePipeline(Pipeline):
 
     def predict(self, items: list[MediaItem]) -> list[Outcome]:
         # Every frame of every item in one detector call: a fixed-shape detector runs them as one batch.
+        start = time.perf_counter()
         where = [(index, int(frame_index), frame) for index, item in enumerate(items)
                  for frame_index, frame in zip(item.frame_indices, item.frames, strict=True)]
         detected = self.detector.detect_batch([frame for _, _, frame in where]) if where else []
         sources = [(frame, _Found(index, frame_index, face))
                    for (index, frame_index, frame), faces in zip(where, detected, strict=True) for face in faces]
+        detect_end = time.perf_counter()
         # Crops go straight into one uint8 batch; the classifier runs once over all faces of all items.
         batch = np.empty((len(sources), self.crop_size, self.crop_size, 3), dtype=np.uint8)
         for k, (frame, f) in enumerate(sources):
             self._crop_into(frame, f.face.box, batch[k])
         found = [f for _, f in sources]
+        crop_end = time.perf_counter()
         scores = self._classify(batch) if found else np.empty(0)
+        # Stage seconds of the last call (bench/models.py reports them).
+        self.last_timings = {"detect": detect_end - start, "crop": crop_end - detect_end,
+                             "classify": time.perf_counter() - crop_end}
         per_item: list[list[tuple[_Found, float]]] = [[] for _ in items]
         for f, score in zip(found, scores, strict=True):
             per_item[f.item].append((f, float(score)))

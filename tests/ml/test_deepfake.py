@@ -63,6 +63,7 @@ def test_astronaut_is_judged_with_one_face(pipeline: DeepfakePipeline, astronaut
     assert len(evidence["faces"]) == 1 and evidence["faces"][0]["detector_score"] > 0.9
     assert evidence["frames"] == [{"frame": 0, "score": outcome.score}]
     assert evidence["precision"] == "int8"  # CPU prefers the INT8 variant
+    assert evidence["detector"] == "mtcnn"  # deepfake/1 names no detector: MTCNN, as before
     json.dumps(evidence)  # stored as JSON by the worker
 
 

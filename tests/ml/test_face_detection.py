@@ -4,9 +4,7 @@ contract; and the deepfake pipeline running on it."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -15,14 +13,21 @@ import onnx
 import pytest
 from skimage import data
 
-from ml.build.face_detectors import KINDS, detector_card, detector_files, detector_options, detector_provenance
+from ml.build.face_detectors import (
+    KINDS,
+    detector_card,
+    detector_files,
+    detector_options,
+    detector_provenance,
+    with_detector,
+)
 from ml.build.face_eval import evaluate, evaluation_sets
 from ml.build.faces import mtcnn_files
 from ml.face_detection.blazeface import BlazeFace, weighted_nms
 from ml.face_detection.common import iou
 from ml.face_detection.factory import build_detector
 from ml.face_detection.mtcnn import MTCNN
-from ml.manifest import Manifest, ModelError, file_entry
+from ml.manifest import Manifest, ModelError
 from ml.pipelines.deepfake import DeepfakePipeline
 from ml.runtime import CPU, make_session
 from ml.types import MediaItem
@@ -214,25 +219,15 @@ def test_onnx_matches_the_original_tflite() -> None:
 
 @pytest.fixture(scope="module")
 def blazeface_pipeline(deepfake_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> DeepfakePipeline:
-    """deepfake/1's classifier with BlazeFace as its detector, as a builder using face_detectors writes it."""
+    """deepfake/1's classifier with BlazeFace as its detector, written as face_detectors writes it."""
     from ml.repository import ModelRepository
 
     source = ModelRepository(deepfake_repo).manifest("deepfake")
     directory = tmp_path_factory.mktemp("repo") / "deepfake" / "9"
-    directory.mkdir(parents=True)
-    files = {}
-    for role, entry in source.files.items():
-        if role.startswith("classifier"):
-            files[role] = directory / entry["path"]
-            shutil.copyfile(source.directory / entry["path"], files[role])
-    files.update(detector_files("blazeface", directory))
-    options = {k: v for k, v in source.options.items() if k not in ("min_face", "detector_thresholds")}
-    manifest = dataclasses.replace(
-        source, version="9", directory=directory, options={**options, **detector_options("blazeface")},
-        files={role: file_entry(directory, path) for role, path in files.items()})
-    manifest.save()
+    with_detector(source, "blazeface", directory, "9")
     loaded = Manifest.load(directory)
     loaded.verify()
+    assert loaded.options["detector"] == "blazeface" and "detector.pnet" not in loaded.files
     return DeepfakePipeline(loaded, [CPU], threads=1)
 
 

@@ -63,6 +63,16 @@ def test_large_frames_are_searched_downscaled(detector: MTCNN, astronaut_rgb: np
     assert np.allclose(np.asarray(scaled.box) / 4, face.box, atol=8)
 
 
+def test_detect_batch_is_detect_per_frame(detector: MTCNN, astronaut_rgb: np.ndarray) -> None:
+    from skimage import data
+
+    frames = [astronaut_rgb, data.chelsea(), np.ascontiguousarray(astronaut_rgb[:, ::-1])]
+    batched = detector.detect_batch(frames)
+    assert detector.name == "mtcnn" and [len(f) for f in batched] == [1, 0, 1]
+    for got, frame in zip(batched, frames, strict=True):
+        assert [f.box for f in got] == [f.box for f in detector.detect(frame)]
+
+
 def test_nms_keeps_the_best_of_overlapping_boxes() -> None:
     boxes = np.array([[0, 0, 10, 10, 0.9], [1, 1, 11, 11, 0.95], [50, 50, 60, 60, 0.5]], dtype=float)
     assert sorted(nms(boxes, 0.5).tolist()) == [1, 2]
