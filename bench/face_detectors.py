@@ -1,7 +1,7 @@
 """BlazeFace vs MTCNN side by side: recall and box agreement on the real faces available offline, and speed.
 
     python -m bench.face_detectors [--threads 1] [--repeats 20] [--alternatives] [--record]
-                                   [--pipeline model_repository [--seconds 10]]
+                                   [--pipeline model_repository [--version 1] [--seconds 10]]
 
 Accuracy: the sets of ml/build/face_eval.py (skimage astronaut, matplotlib's Grace Hopper, skimage's 100
 LFW faces full-frame and pasted into scenes, the test suite's panning video frames, faces shrunk to
@@ -136,12 +136,12 @@ def speed_table(speeds: dict[str, dict[str, float]], threads: int) -> str:
     return "\n".join(rows)
 
 
-def _pipelines(repository: Path, folder: Path) -> dict[str, Path]:
-    """deepfake's live version as built (its own detector) and the same classifier with the other one."""
+def _pipelines(repository: Path, folder: Path, version: str | None) -> dict[str, Path]:
+    """A deepfake version as built (its own detector) and the same classifier with the other detector."""
     from ml.build.face_detectors import with_detector
     from ml.repository import ModelRepository
 
-    source = ModelRepository(repository).manifest("deepfake")
+    source = ModelRepository(repository).manifest("deepfake", version)
     own = str(source.options.get("detector", "mtcnn"))
     other = "blazeface" if own == "mtcnn" else "mtcnn"
     with_detector(source, other, folder / "deepfake" / "0", "0")
@@ -168,14 +168,14 @@ def _pipeline_rate(directory: str, batch: int, seconds: float, result: Any = Non
     return rate
 
 
-def pipeline_speeds(repository: Path, seconds: float) -> dict[str, dict[str, float]]:
+def pipeline_speeds(repository: Path, seconds: float, version: str | None = None) -> dict[str, dict[str, float]]:
     """Whole deepfake stage (detect, crop, classify) on 512 px one-face photos: one process at batch 1, 8,
     32, and two processes x 1 thread at batch 8 (this machine's 2 cores), images/s."""
     import multiprocessing
 
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, directory in _pipelines(repository, Path(tmp)).items():
+        for name, directory in _pipelines(repository, Path(tmp), version).items():
             row = {f"batch{b}": round(_pipeline_rate(str(directory), b, seconds), 1) for b in SPEED_BATCHES}
             ctx = multiprocessing.get_context("spawn")
             queue = ctx.Queue()
@@ -190,9 +190,9 @@ def pipeline_speeds(repository: Path, seconds: float) -> dict[str, dict[str, flo
     return out
 
 
-def pipeline_table(speeds: dict[str, dict[str, float]]) -> str:
-    rows = ["| deepfake stage with (1 ORT thread per process) | images/s batch 1 | batch 8 | batch 32 "
-            "| 2 processes, batch 8 |", "|---|---|---|---|---|"]
+def pipeline_table(speeds: dict[str, dict[str, float]], version: str) -> str:
+    rows = [f"| deepfake/{version}'s classifier with (1 ORT thread per process) | images/s batch 1 | batch 8 "
+            "| batch 32 | 2 processes, batch 8 |", "|---|---|---|---|---|"]
     for name, s in speeds.items():
         rows.append(f"| {name} | {s['batch1']} | {s['batch8']} | {s['batch32']} | {s['two_processes_batch8']} |")
     return "\n".join(rows)
@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--pipeline", type=Path, metavar="REPOSITORY",
                         help="also time the whole deepfake stage with each detector (deepfake built in REPOSITORY)")
     parser.add_argument("--seconds", type=float, default=10.0, help="per pipeline measurement")
+    parser.add_argument("--version", default="1", help="the deepfake version whose classifier --pipeline times")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         found = detectors(Path(tmp), args.threads, args.alternatives)
@@ -222,15 +223,15 @@ def main() -> None:
     print(table, "\n")
     print(small, "\n")
     print(speed_table(speeds, args.threads))
-    stage = pipeline_speeds(args.pipeline, args.seconds) if args.pipeline else {}
+    stage = pipeline_speeds(args.pipeline, args.seconds, args.version) if args.pipeline else {}
     if stage:
-        print("\n" + pipeline_table(stage))
+        print("\n" + pipeline_table(stage, args.version))
     if args.record:
-        record(results, table, small, speeds, args.threads, stage)
+        record(results, table, small, speeds, args.threads, stage, args.version)
 
 
 def record(results: dict[str, dict[str, Score]], table: str, small: str, speeds: dict[str, dict[str, float]],
-           threads: int, stage: dict[str, dict[str, float]]) -> None:
+           threads: int, stage: dict[str, dict[str, float]], version: str) -> None:
     from ml.build.blazeface_export import litert_parity, parity_images
 
     tags = [s.tag for s in evaluation_sets()["small_faces"]]
@@ -249,7 +250,7 @@ def record(results: dict[str, dict[str, Score]], table: str, small: str, speeds:
     figures: dict[str, Any] = {
         "date": str(date.today()), "summary": summary, "card_table": table + "\n\n" + small,
         "speed": {"threads": threads, "load_average": round(os.getloadavg()[0], 1), **speeds},
-        "speed_table": speed_table(speeds, threads) + ("\n\n" + pipeline_table(stage) if stage else ""),
+        "speed_table": speed_table(speeds, threads) + ("\n\n" + pipeline_table(stage, version) if stage else ""),
         "stage_speed": stage,
         "limits": (f"it misses faces that are small relative to the frame. In 1280x720 frames it found both "
                    f"portraits from {every} px face width on (one of the two from {some} px), MTCNN every size "
