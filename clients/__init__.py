@@ -1,0 +1,1 @@
+"""Reference clients of the deepscreen API that run as their own processes (see clients/*/README.md)."""

@@ -1,0 +1,3 @@
+from clients.discord_bot.bot import main
+
+main()
