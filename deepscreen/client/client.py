@@ -107,7 +107,10 @@ class Client:
     def _submit(self, form: list[tuple[str, str]], files: list[tuple[str, Any]] | None,
                 idempotency_key: str | None) -> Job:
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}  # makes retried POSTs safe
-        response = self.http.request("POST", "/v1/jobs", data=form, files=files, headers=headers)
+        if files is None:  # still multipart (as the API documents), with plain fields only
+            response = self.http.request("POST", "/v1/jobs", files=[(k, (None, v)) for k, v in form], headers=headers)
+        else:
+            response = self.http.request("POST", "/v1/jobs", data=form, files=files, headers=headers)
         return Job.from_json(response.json())
 
     def submit_file(self, file: str | Path | IO[bytes], *, text: str | None = None,

@@ -59,7 +59,8 @@ class Transport:
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
-        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        if session is None:
+            self.session.headers["User-Agent"] = USER_AGENT
         self._api_key = api_key
         self._token = token
         self._token_expires = float("inf") if token else 0.0  # a given token: we cannot know; the server says
