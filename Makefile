@@ -33,8 +33,13 @@ lint: $(STAMP)
 test: services models lint
 	TEST_MODEL_REPOSITORY=$(MODEL_REPOSITORY) $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# The benchmarks of issue 7 (docs/benchmarks.md); each prints its table and its exact command.
 bench: models
+	$(BIN)/python bench/deepfake_offline.py
 	$(BIN)/python bench/end_to_end.py
+	$(BIN)/python bench/bentoml_peer.py
+	$(BIN)/python bench/road.py
+	$(BIN)/python bench/worker_memory.py
 	$(BIN)/python -m bench.models --repository $(MODEL_REPOSITORY)
 
 clean:

@@ -1,0 +1,142 @@
+"""N concurrent clients that submit images and poll for their verdicts, as API users do.
+
+Each client thread posts its share of the images back to back (``POST /v1/jobs``) and polls its
+outstanding jobs (``GET /status/<id>``) between posts and after the last one: first ``poll_interval``
+seconds after the POST, then at doubling intervals up to ``max_poll_interval`` (the shipped client polls
+every second). Throughput is measured on the server's clock: images / (the last job's ``finished_at`` -
+the first POST's start), so the polling interval costs requests, not precision.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+
+
+@dataclass
+class LoadResult:
+    jobs: int = 0
+    seconds: float = 0.0
+    post_ms: list[float] = field(default_factory=list)
+    polls: int = 0
+    failed: list[str] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+    batch_sizes: list[int] = field(default_factory=list)  # evidence.runtime.batch_size of each result
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds else 0.0
+
+    def post_percentile(self, q: float) -> float:
+        if not self.post_ms:
+            return float("nan")
+        values = sorted(self.post_ms)
+        return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+    @property
+    def mean_batch(self) -> float:
+        return statistics.fmean(self.batch_sizes) if self.batch_sizes else float("nan")
+
+
+def _finished(doc: dict) -> float:
+    moment = datetime.fromisoformat(doc["finished_at"].replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8, poll_interval: float = 0.25,
+        timeout: float = 600, models: str | None = None, max_poll_interval: float = 2.0) -> LoadResult:
+    result = LoadResult(jobs=len(blobs))
+    lock = threading.Lock()
+    first_post: list[float] = []
+    finished: list[float] = []
+    deadline = time.monotonic() + timeout
+
+    def record(doc: dict) -> None:
+        with lock:
+            finished.append(_finished(doc))
+            if doc["status"] != "succeeded":
+                result.failed.append(f"{doc['id']}: {doc.get('error')}")
+                return
+            for verdict in (doc.get("results") or {}).values():
+                result.labels[verdict["label"]] = result.labels.get(verdict["label"], 0) + 1
+                size = ((verdict.get("evidence") or {}).get("runtime") or {}).get("batch_size")
+                if size:
+                    result.batch_sizes.append(int(size))
+
+    def client(share: list[bytes]) -> None:
+        session = requests.Session()
+        pending: dict[str, float] = {}  # status url -> when to poll next
+        waits: dict[str, float] = {}  # status url -> the interval before the next poll
+        polls = 0
+
+        def poll_due(now: float) -> None:
+            nonlocal polls
+            for url, due in list(pending.items()):
+                if due > now:
+                    continue
+                polls += 1
+                doc = session.get(base + url, headers=headers, timeout=60).json()
+                if doc.get("status") in ("succeeded", "failed"):
+                    record(doc)
+                    del pending[url]
+                else:
+                    waits[url] = min(max_poll_interval, waits.get(url, poll_interval) * 2)
+                    pending[url] = time.monotonic() + waits[url]
+
+        for blob in share:
+            form = {"models": models} if models else None
+            started = time.time()
+            response = session.post(f"{base}/v1/jobs", headers=headers, files={"file": ("x.jpg", blob)},
+                                    data=form, timeout=60)
+            elapsed = time.time() - started
+            with lock:
+                first_post.append(started)
+                result.post_ms.append(1e3 * elapsed)
+            if response.status_code == 200:  # already screened: the verdict came back at once
+                record(response.json())
+                continue
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
+            pending[response.json()["status_url"]] = time.monotonic() + poll_interval
+            poll_due(time.monotonic())
+        while pending and time.monotonic() < deadline:
+            poll_due(time.monotonic())
+            if pending:
+                time.sleep(max(0.0, min(pending.values()) - time.monotonic()))
+        with lock:
+            result.polls += polls
+        if pending:
+            raise RuntimeError(f"{len(pending)} jobs did not finish within {timeout:.0f} s")
+
+    errors: list[BaseException] = []
+
+    def guarded(share: list[bytes]) -> None:
+        try:
+            client(share)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(blobs[i::clients],)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    result.seconds = max(finished) - min(first_post)
+    return result
+
+
+def warm_up(base: str, headers: dict[str, str], blobs: list[bytes], wait: Callable[[], None] | None = None) -> None:
+    """A few jobs through the whole road (first-request work in every process) before measuring."""
+    run(base, headers, blobs, clients=min(len(blobs), 4), poll_interval=0.1, timeout=180)
+    if wait is not None:
+        wait()
