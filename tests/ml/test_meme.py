@@ -22,7 +22,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(repo: Path) -> MemePipeline:
-    loaded = ModelRepository(repo).load("meme", ["CPUExecutionProvider"], threads=1)
+    loaded = ModelRepository(repo).load("meme", ["CPUExecutionProvider"], threads=1, version="1")
     assert isinstance(loaded, MemePipeline)
     return loaded
 

@@ -26,7 +26,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pipeline(repo: Path) -> TextPipeline:
-    loaded = ModelRepository(repo).load("text", ["CPUExecutionProvider"], threads=1)
+    loaded = ModelRepository(repo).load("text", ["CPUExecutionProvider"], threads=1, version="1")
     assert isinstance(loaded, TextPipeline)
     return loaded
 

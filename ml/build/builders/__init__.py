@@ -20,6 +20,9 @@ BUILDERS: dict[str, str] = {
     "synthetic": "ml.build.builders.synthetic:build",
     "text": "ml.build.builders.text:build",
     "meme": "ml.build.builders.meme:build",  # after text: it reuses text/1's files
+    # text/2 and meme/2: the trained hate stack from ml/weights/text_v2 (live once built)
+    "text_v2": "ml.build.builders.text_v2:build",  # after text: copies text/1's TF-IDF models
+    "meme_v2": "ml.build.builders.meme_v2:build",  # after text_v2: copies its files
 }
 
 

@@ -45,8 +45,7 @@ def functional_probe() -> tuple[list[str], list[int], list[str]]:
             labels.append(1)
             kinds.append("hateful")
         for template in NOT_HATEFUL:
-            texts.append(template.format(g=group).capitalize() if template.startswith("{g}") else
-                         template.format(g=group))
+            texts.append(template.format(g=group))
             labels.append(0)
             kinds.append("not_hateful_about_group")
     for text in NON_GROUP_NOT_HATEFUL:
