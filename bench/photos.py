@@ -29,8 +29,7 @@ def _portraits() -> list[np.ndarray]:
     try:
         import matplotlib.cbook as cbook
 
-        with cbook.get_sample_data("grace_hopper.jpg") as fh:
-            hopper = np.asarray(Image.open(fh).convert("RGB"))
+        hopper = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB"))
         side = min(hopper.shape[:2])
         portraits.append(cv2.resize(hopper[:side, :side], (SIZE, SIZE), interpolation=cv2.INTER_AREA))
     except Exception:  # matplotlib is a build extra; the astronaut and LFW suffice
@@ -54,7 +53,7 @@ def _jpeg(pixels: np.ndarray, quality: int) -> bytes:
 def _jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     angle, scale = rng.uniform(-6, 6), rng.uniform(0.9, 1.1)
     matrix = cv2.getRotationMatrix2D((SIZE / 2, SIZE / 2), angle, scale)
-    matrix[:, 2] += rng.uniform(-24, 24, 2)
+    matrix[:, 2] = matrix[:, 2] + rng.uniform(-24, 24, 2)
     moved = cv2.warpAffine(image, matrix, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT)
     gain = rng.uniform(0.85, 1.15, 3)
     noisy = moved.astype(np.float32) * gain + rng.normal(0, rng.uniform(2, 6), moved.shape)

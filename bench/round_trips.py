@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 Counters = Callable[[], dict[str, float]]
 REQUEST = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) ')
@@ -27,7 +28,8 @@ def service_counters(redis_url: str, admin_url: str, database_url: str, database
 
         time.sleep(1.0)  # PostgreSQL flushes backends' statistics about once a second
         out: dict[str, float] = {}
-        for name, stats in redis.Redis.from_url(redis_url).info("commandstats").items():
+        commandstats = cast(dict[str, Any], redis.Redis.from_url(redis_url).info("commandstats"))
+        for name, stats in commandstats.items():
             out[f"Redis {name.removeprefix('cmdstat_')}"] = float(stats["calls"])
         with psycopg.connect(admin_url, autocommit=True) as conn:
             row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",

@@ -91,7 +91,7 @@ def _wait_ready(stack: Stack, procs: list[subprocess.Popen], log: Path, timeout:
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{_tail(log)}")
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}:\n{_tail(log)}")
         try:
             response = requests.get(f"{stack.url}/ready", timeout=2)
             if response.status_code == 200:

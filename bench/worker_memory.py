@@ -20,6 +20,7 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,16 +35,17 @@ def _clip(seed: int, frames: int = 48) -> bytes:
     from bench.photos import face_photos
 
     photo = cv2.imdecode(np.frombuffer(face_photos(1, seed)[0], np.uint8), cv2.IMREAD_COLOR)
+    assert photo is not None
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "clip.mp4")
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 12, (480, 360))
+        writer = cv2.VideoWriter(path, cv2.VideoWriter.fourcc(*"mp4v"), 12, (480, 360))
         for i in range(frames):
             writer.write(cv2.resize(photo[i: i + 448, i: i + 448], (480, 360)))
         writer.release()
         return Path(path).read_bytes()
 
 
-def child(batch: int, media: str) -> dict[str, object]:
+def child(batch: int, media: str) -> dict[str, Any]:
     """Runs in the measured process: load like a worker, screen one batch, report VmHWM."""
     from bench.photos import face_photos
     from bench.proc_cpu import vm_hwm_kib
@@ -73,7 +75,7 @@ def child(batch: int, media: str) -> dict[str, object]:
             "models": sorted(model_cache.loaded())}
 
 
-def measure(batch: int, media: str, env: dict[str, str]) -> dict[str, object]:
+def measure(batch: int, media: str, env: dict[str, str]) -> dict[str, Any]:
     code = (f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from bench.worker_memory import child; "
             f"print('RESULT ' + json.dumps(child({batch}, {media!r})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -100,14 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     shared = Shared().start()
     rows = [measure(b, m, env) for m in args.media.split(",") for b in int_list(args.batches)]
     shared.stop(own_cpu_seconds())
-    models = ", ".join(rows[0]["models"]) if rows else "-"  # type: ignore[arg-type]
+    models = ", ".join(rows[0]["models"]) if rows else "-"
     print(header(f"inference worker peak RSS (VmHWM), models {models}, ONNX threads "
                  f"{os.environ.get('ONNX_INTRA_OP_THREADS', '1')}", shared))
     mib = 1 / 1024
     print(table(["media", "batch", "python + imports MiB", "models loaded MiB", "peak after the batch MiB",
                  "failed jobs"],
-                [[r["media"], r["batch"], r["python_kib"] * mib, r["loaded_kib"] * mib,  # type: ignore[operator]
-                  r["peak_kib"] * mib, len(r["failed"])] for r in rows]))  # type: ignore[operator,arg-type]
+                [[r["media"], r["batch"], r["python_kib"] * mib, r["loaded_kib"] * mib,
+                  r["peak_kib"] * mib, len(r["failed"])] for r in rows]))
     return 0 if all(not r["failed"] for r in rows) else 1
 
 
