@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def bentoml_server(model: str, repo: Path, workers: int = 2, batch_max: int = 32
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def drive_peer(url: str, blobs: list[bytes], clients: int) -> PeerRun:

@@ -95,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
     args = parser.parse_args(argv)
 
-    env = {**os.environ, "MODEL_REPOSITORY": str(args.repository), "LOG_LEVEL": "WARNING",
-           "DATA_DIR": tempfile.mkdtemp(prefix="ds-bench-mem-")}
-    if args.models:
-        env["DEFAULT_MODELS"] = args.models
     shared = Shared().start()
-    rows = [measure(b, m, env) for m in args.media.split(",") for b in int_list(args.batches)]
+    with tempfile.TemporaryDirectory(prefix="ds-bench-mem-") as data_dir:
+        env = {**os.environ, "MODEL_REPOSITORY": str(args.repository), "LOG_LEVEL": "WARNING", "DATA_DIR": data_dir}
+        if args.models:
+            env["DEFAULT_MODELS"] = args.models
+        rows = [measure(b, m, env) for m in args.media.split(",") for b in int_list(args.batches)]
     shared.stop(own_cpu_seconds())
     models = ", ".join(rows[0]["models"]) if rows else "-"
     print(header(f"inference worker peak RSS (VmHWM), models {models}, ONNX threads "
