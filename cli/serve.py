@@ -14,8 +14,11 @@ from core.settings import Settings, get_settings
 
 
 def web_argv(settings: Settings, bind: str | None = None, workers: int | None = None) -> list[str]:
+    # gthread: a long poll (?wait=) holds a thread, not a process (web/long_poll.py); the app reads
+    # WEB_THREADS too, to keep a quarter of the threads free of long polls.
     return [sys.executable, "-m", "gunicorn", "--bind", bind or settings.web_bind,
-            "--workers", str(workers or settings.web_workers), "--timeout", "60", "--graceful-timeout", "20",
+            "--workers", str(workers or settings.web_workers), "--worker-class", "gthread",
+            "--threads", str(settings.web_threads), "--timeout", "60", "--graceful-timeout", "20",
             "--access-logfile", "-", "web.app:create_app()"]
 
 

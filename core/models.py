@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 typed models: media, jobs, results, API keys.
+"""SQLAlchemy 2 typed models: media, jobs, results, API keys, batches.
 
 PostgreSQL is the source of truth for every job; Redis only caches what is here.
 """
@@ -85,6 +85,7 @@ class Job(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)  # transient re-queues (store / database down)
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
     webhook_updated_at: Mapped[datetime | None]
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
 
     media: Mapped[Media | None] = relationship(lazy="joined")
     results: Mapped[list[Result]] = relationship(
@@ -140,3 +141,22 @@ class ApiKey(Base):
     scopes: Mapped[str] = mapped_column(String(200), default="submit read")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    # A personal key (browser extension user): its own limit (flask-limiter syntax, e.g. "60/minute")
+    # on every request its tokens make, and an end after which neither it nor its tokens work.
+    rate_limit: Mapped[str | None] = mapped_column(String(64))
+    expires_at: Mapped[datetime | None]
+
+
+class Batch(Base):
+    """Many submissions in one request (POST /v1/batches). Each accepted item is a job with this
+    ``batch_id``; ``items`` keeps every item in order: its job id, or why it was refused."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_batches_owner_idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{index, job_id, error}]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

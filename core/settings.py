@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     jwt_audience: str = Field("deepscreen-api", description="aud claim issued and required")
     jwt_ttl_seconds: int = Field(900, gt=0, description="Lifetime of tokens from POST /v1/auth/token")
     jwt_leeway_seconds: int = Field(10, ge=0, description="Clock skew tolerated on exp/nbf/iat")
+    api_key_cache_seconds: float = Field(
+        2.0, ge=0, le=10, description="How long a web process trusts a key's live/revoked state (revocation delay)"
+    )
 
     rate_limit_default: str = Field("600/minute", description="Default per-subject limit (flask-limiter syntax)")
     rate_limit_submit: str = Field("120/minute", description="Limit on POST /v1/jobs per subject")
@@ -92,9 +95,21 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Exact origins CORS allows (scheme://host[:port], comma list)")
     webhook_secret: str = Field("", description="HMAC key that signs webhooks; empty disables callback_url")
     webhook_allowed_hosts: str = Field("", description="Comma list of hosts callbacks may reach (empty: any public)")
+    url_submissions: bool = Field(True, description="Accept `url` instead of `file` (the server fetches it)")
+    url_fetch_allowed_hosts: str = Field(
+        "", description="Comma list of hosts URL submissions may fetch even at private/loopback addresses"
+    )
+    url_fetch_timeout_seconds: float = Field(5.0, gt=0, description="Connect and per-read timeout of a URL fetch")
+    url_fetch_deadline_seconds: float = Field(20.0, gt=0, description="Longest a whole URL fetch may take")
     log_level: str = Field("INFO", description="Python log level")
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")
+    web_threads: int = Field(
+        128, gt=0, description="Threads per gunicorn worker (gthread); long polls use at most 3/4 of them"
+    )
+    web_upload_slots: int = Field(
+        4, gt=0, description="Uploads (or URL fetches) one web process reads at once; each may hold MAX_UPLOAD_BYTES"
+    )
     worker_concurrency: int = Field(
         0, ge=0, description="Inference processes per `deepscreen worker`/`up` (0 = cores // ONNX threads)"
     )
@@ -161,6 +176,10 @@ class Settings(BaseSettings):
     @property
     def webhook_hosts(self) -> set[str]:
         return {h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip()}
+
+    @property
+    def url_fetch_hosts(self) -> set[str]:
+        return {h.strip().lower() for h in self.url_fetch_allowed_hosts.split(",") if h.strip()}
 
     @property
     def formats(self) -> set[str]:

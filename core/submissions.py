@@ -63,8 +63,10 @@ def _existing(session: Session, owner: str, idempotency_key: str) -> Job | None:
 
 
 def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, models: dict[str, str],
-           idempotency_key: str | None = None, callback_url: str | None = None) -> Submission:
-    """``models`` maps each requested model to its live version (for the known-verdict check).
+           idempotency_key: str | None = None, callback_url: str | None = None,
+           batch_id: str | None = None) -> Submission:
+    """``models`` maps each requested model to its live version (for the known-verdict check);
+    ``batch_id`` names the batch (core.batches) the job is an item of.
 
     Few round trips: one read (media row, and known verdicts only when the bytes were seen before), the
     blob PUT for new content, then one transaction inserting the media row and the job.
@@ -86,7 +88,7 @@ def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, mo
     now = utcnow()
     status = JobStatus.SUCCEEDED if known else JobStatus.QUEUED
     job = Job(id=new_id(), owner=owner, media_sha256=media.sha256, text=text, models=list(models),
-              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0,
+              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0, batch_id=batch_id,
               created_at=now, updated_at=now, started_at=now if known else None, finished_at=now if known else None)
     verdicts = [Verdict(r.model, r.model_version, r.label, r.score, r.scores,
                         {**r.evidence, "reused_from_job": r.job_id}, r.validation) for r in known]

@@ -2,6 +2,10 @@
 
 Keys rotate through ``JWT_KEYS`` (kid → secret): new tokens are signed with ``JWT_ACTIVE_KID`` and any
 listed key verifies, so the old key keeps working until it is removed from the list.
+
+A token traded for an API key carries the key's id (claim ``key_id``), so the web can apply that
+key's own rate limit and refuse the token the moment the key is revoked (web.auth), and it never
+outlives the key's expiry.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ class TokenError(ValueError):
 class Principal:
     subject: str
     scopes: frozenset[str]
+    key_id: str | None = None  # the API key the token was traded for, if any
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
 
 
 def issue_token(settings: Settings, subject: str, scopes: tuple[str, ...] = DEFAULT_SCOPES,
-                ttl_seconds: int | None = None) -> str:
+                ttl_seconds: int | None = None, key_id: str | None = None, not_after: int | None = None) -> str:
+    """A signed JWT; ``key_id`` ties it to an API key, ``not_after`` (unix time) caps its ``exp``."""
     keys = settings.signing_keys
     if not keys:
         raise TokenError("no signing key: set JWT_SECRET (or run `deepscreen up`, which creates one)")
@@ -42,11 +48,14 @@ def issue_token(settings: Settings, subject: str, scopes: tuple[str, ...] = DEFA
         raise TokenError(f"unknown scopes: {', '.join(sorted(unknown))}")
     kid = settings.jwt_active_kid if settings.jwt_keys else ""
     now = int(time.time())
-    claims = {
+    expires = now + (ttl_seconds or settings.jwt_ttl_seconds)
+    claims: dict[str, object] = {
         "sub": subject, "iss": settings.jwt_issuer, "aud": settings.jwt_audience, "iat": now, "nbf": now,
-        "exp": now + (ttl_seconds or settings.jwt_ttl_seconds), "scope": " ".join(scopes),
+        "exp": expires if not_after is None else min(expires, not_after), "scope": " ".join(scopes),
         "jti": secrets.token_hex(8),
     }
+    if key_id is not None:
+        claims["key_id"] = key_id
     headers = {"kid": kid} if kid else None
     return jwt.encode(claims, keys[kid], algorithm=settings.jwt_algorithm, headers=headers)
 
@@ -74,4 +83,7 @@ def verify_token(settings: Settings, token: str) -> Principal:
     if not isinstance(subject, str) or not subject:
         raise TokenError("token has an empty subject")
     scopes = frozenset(str(claims.get("scope", "")).split()) & frozenset(SCOPES)
-    return Principal(subject=subject, scopes=scopes)
+    key_id = claims.get("key_id")
+    if key_id is not None and (not isinstance(key_id, str) or not key_id):
+        raise TokenError("token has a malformed key_id")
+    return Principal(subject=subject, scopes=scopes, key_id=key_id)

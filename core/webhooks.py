@@ -14,13 +14,11 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
 
 from core.settings import Settings
-
-MAX_URL_LENGTH = 2000
+from core.url_fetch import UrlRejected, address_problem, parse_url
 
 
 class CallbackRejected(ValueError):
@@ -28,15 +26,16 @@ class CallbackRejected(ValueError):
 
 
 def check_callback_url(url: str, settings: Settings) -> str:
-    """Accept an http(s) URL to an allowed host; refuse what would let a tenant reach internal services."""
+    """Accept an http(s) URL to an allowed host; refuse what would let a tenant reach internal services.
+
+    The URL rules and the address rules are core.url_fetch's (one SSRF guard for the server's
+    outgoing requests)."""
     if not settings.webhook_secret:
         raise CallbackRejected("webhooks are disabled on this server (WEBHOOK_SECRET is not set)")
-    if len(url) > MAX_URL_LENGTH:
-        raise CallbackRejected(f"callback_url is longer than {MAX_URL_LENGTH} characters")
-    parsed = urlparse(url)
-    host = (parsed.hostname or "").lower()
-    if parsed.scheme not in ("http", "https") or not host or parsed.username or parsed.password:
-        raise CallbackRejected("callback_url must be an http(s) URL with a host and no credentials")
+    try:
+        host = parse_url(url, "callback_url").host
+    except UrlRejected as exc:
+        raise CallbackRejected(exc.message) from exc
     allowed = settings.webhook_hosts
     if allowed:
         if host not in allowed:
@@ -50,8 +49,10 @@ def check_callback_url(url: str, settings: Settings) -> str:
         address = ipaddress.ip_address(host)
     except ValueError:
         return url
-    if not address.is_global:
-        raise CallbackRejected("callback_url may not point at a private, loopback or link-local address")
+    problem = address_problem(address)
+    if problem:
+        raise CallbackRejected(f"callback_url may not point at a private, loopback or link-local address "
+                               f"({problem})")
     return url
 
 

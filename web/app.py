@@ -7,8 +7,23 @@ from typing import Any
 
 from flask import Flask
 
+from core.batches import MAX_ITEMS
 from core.settings import Settings, get_settings
-from web import auth, console, health, jobs, log_filters, lookup, metrics, models_api, openapi, security, text_api
+from web import (
+    auth,
+    batches,
+    console,
+    health,
+    jobs,
+    log_filters,
+    long_poll,
+    lookup,
+    metrics,
+    models_api,
+    openapi,
+    security,
+    text_api,
+)
 from web.errors import register_error_handlers
 from web.extensions import limiter
 from workers.celery_app import make_celery
@@ -20,7 +35,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes + 64 * 1024,  # multipart framing on top of the file
         MAX_FORM_MEMORY_SIZE=max(1024 * 1024, settings.max_text_chars * 4),  # text fields; files stream to disk
-        MAX_FORM_PARTS=20,
+        MAX_FORM_PARTS=MAX_ITEMS + 20,  # a batch's items (web/batches.py) plus its other fields
         JSON_SORT_KEYS=False,
         RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
@@ -35,12 +50,13 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     app.extensions["deepscreen.celery"] = make_celery(settings)
 
     app.before_request(auth.load_principal)  # before the limiter, which keys on the caller
+    long_poll.install(app)  # before the limiter: its after_request then sees the limiter's Retry-After
     limiter.init_app(app)
     metrics.instrument(app)
     register_error_handlers(app)
     security.install(app, settings)
 
-    for bp in (auth.bp, jobs.bp, jobs.status_bp, models_api.bp, lookup.bp, text_api.bp):
+    for bp in (auth.bp, jobs.bp, jobs.status_bp, batches.bp, models_api.bp, lookup.bp, text_api.bp):
         app.register_blueprint(bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

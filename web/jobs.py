@@ -1,4 +1,5 @@
-"""Jobs: submit media, read one job, list the caller's jobs. ``/status/<id>`` is an alias for polling."""
+"""Jobs: submit media (a file, or a URL the server fetches), read one job (``?wait=`` long-polls),
+list the caller's jobs. ``/status/<id>`` is an alias for polling."""
 
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from web import metrics
 from web.auth import current_principal, require, settings
 from web.errors import ApiError
 from web.extensions import limiter
+from web.long_poll import ask_again, read_waiting
 from web.models_api import live_versions
 from web.queue import enqueue_job, enqueue_webhook
-from web.uploads import read_callback, read_models, read_text, read_upload
+from web.uploads import read_callback, read_media, read_models, read_text, upload_slot
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 status_bp = Blueprint("status", __name__)
@@ -44,15 +46,17 @@ def _submit_limit() -> str:
 def create():  # type: ignore[no-untyped-def]
     cfg = settings()
     principal = current_principal()
-    upload = read_upload(request, cfg)
-    text = read_text(request, cfg)
-    versions = live_versions()
-    models = read_models(request, cfg, set(versions))
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 200):
-        raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
-    callback = read_callback(request, cfg)
-    result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key, callback)
+    with upload_slot(cfg):  # the media's bytes are in memory from here until the job exists
+        upload = read_media(request, cfg)
+        text = read_text(request, cfg)
+        versions = live_versions()
+        models = read_models(request, cfg, set(versions))
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not (0 < len(key) <= 200):
+            raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
+        callback = read_callback(request, cfg)
+        result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key,
+                        callback)
     if result.needs_enqueue:
         enqueue_job(result.doc["id"])
     elif callback and not result.replayed:
@@ -65,6 +69,8 @@ def create():  # type: ignore[no-untyped-def]
     response.headers["Location"] = body["status_url"]
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if body["status"] not in TERMINAL:
+        ask_again()
     return response
 
 
@@ -86,16 +92,24 @@ def _owned_document(job_id: str) -> dict[str, Any]:
     return doc
 
 
+def _job_answer(job_id: str):  # type: ignore[no-untyped-def]
+    """One job, at once or (``?wait=``) once it is final; unfinished answers carry Retry-After."""
+    doc = read_waiting(job_id, lambda: _owned_document(job_id), settings())
+    if doc["status"] not in TERMINAL:
+        ask_again()
+    return jsonify(public(doc))
+
+
 @status_bp.get("/status/<task_id>")
 @require("read")
 def status(task_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(public(_owned_document(task_id)))
+    return _job_answer(task_id)
 
 
 @bp.get("/<job_id>")
 @require("read")
 def get(job_id: str):  # type: ignore[no-untyped-def]
-    return jsonify(public(_owned_document(job_id)))
+    return _job_answer(job_id)
 
 
 def _cursor(raw: str) -> tuple[datetime, str]:

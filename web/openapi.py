@@ -11,9 +11,11 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from core.batches import MAX_ITEMS
 from core.models import JobStatus
 from core.settings import Settings
 from web.extensions import limiter
+from web.long_poll import MAX_WAIT_SECONDS
 from web.text_api import MAX_TEXTS
 
 bp = Blueprint("openapi", __name__)
@@ -39,6 +41,12 @@ def obj(properties: dict[str, Schema], required: list[str] | None = None, extra:
             "required": list(properties) if required is None else required, "additionalProperties": extra}
 
 
+RETRY_AFTER = {"Retry-After": {
+    "schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": False,
+    "description": "Present while the work is unfinished (a queued or running job, a batch with such jobs): "
+                   "seconds to wait before asking again"}}
+
+
 def json_body(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
     response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
     if headers:
@@ -47,17 +55,19 @@ def json_body(schema: Schema, description: str, headers: dict[str, Any] | None =
 
 
 ERROR_DESCRIPTIONS = {
-    400: "Malformed request (code names the field: missing_file, bad_limit, bad_cursor, …)",
+    400: "Malformed request (code names the field: missing_file, file_and_url, bad_wait, empty_batch, "
+         "too_many_items, bad_limit, bad_cursor, …)",
     401: "Missing, malformed, expired or foreign token (`unauthorized`)",
     403: "The token lacks the scope this operation needs (`forbidden`)",
     404: "No such resource, or one owned by someone else (`not_found`)",
     413: "The body, the upload, a text or the image's pixel count is too large",
     415: "The upload is not an accepted format, judged by its bytes (`unsupported_media_type`)",
-    422: "Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers)",
-    429: "Rate limit exceeded (`rate_limited`); see Retry-After",
+    422: ("Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers; for a `url`: "
+          "bad_url, url_not_allowed, url_fetch_failed, url_too_large)"),
+    429: "Rate limit exceeded (`rate_limited`: the caller's, or its API key's own); see Retry-After",
     500: "Unexpected server error (`internal_error`)",
     503: ("A dependency is down: database_unavailable, storage_unavailable, model_unavailable, "
-          "screening_failed, timeout"),
+          "screening_failed, timeout; or server_busy (every upload slot taken: see Retry-After)"),
 }
 
 
@@ -110,6 +120,24 @@ def schemas(settings: Settings) -> dict[str, Schema]:
             "status_url": {"type": "string", "description": "Where to poll: /status/{id}"},
             "callback_url": nullable({"type": "string", "description": "Where the finished job is POSTed"}),
         }),
+        "BatchItem": obj({
+            "index": {"type": "integer", "minimum": 0,
+                      "description": "Position in the request: the `file` parts first, then the `url` fields"},
+            "job_id": nullable({"type": "string"}),
+            "status": {"type": "string", "enum": [*(s.value for s in JobStatus), "rejected"],
+                       "description": "The job's status; `rejected` when the item was refused at submission"},
+            "error": nullable(obj({"code": {"type": "string"}, "message": {"type": "string"}})),
+        }),
+        "BatchAccepted": obj({
+            "id": {"type": "string"}, "status_url": {"type": "string", "description": "/v1/batches/{id}"},
+            "items": {"type": "array", "items": ref("BatchItem")},
+        }),
+        "Batch": obj({
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "counts": obj({s.value: {"type": "integer", "minimum": 0} for s in JobStatus}),
+            "items": {"type": "array", "items": ref("BatchItem")},
+        }),
         "JobPage": obj({
             "items": {"type": "array", "items": ref("Job")},
             "next": nullable({"type": "string", "description": "Pass as ?cursor= for the next page"}),
@@ -151,12 +179,86 @@ def _job_id(name: str) -> dict[str, Any]:
             "description": "A job id as returned by POST /v1/jobs"}
 
 
+WAIT = {"name": "wait", "in": "query", "required": False,
+        "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+        "description": f"Long poll: hold the answer up to this many seconds (at most {MAX_WAIT_SECONDS}) until the "
+                       "job is final (succeeded, failed or expired); then, or at the end of the wait, the job as "
+                       "it stands. A server whose threads are busy may answer at once."}
+
+
 def _job_read(summary: str, operation_id: str, name: str) -> dict[str, Any]:
     return {"get": {
         "summary": summary, "operationId": operation_id, "tags": ["jobs"], "x-scope": "read",
-        "parameters": [_job_id(name)],
-        "responses": {"200": json_body(ref("Job"), "The job"), **errors(401, 403, 404, 429, 500, 503)},
+        "parameters": [_job_id(name), WAIT],
+        "responses": {"200": json_body(ref("Job"), "The job; unfinished ones carry Retry-After", RETRY_AFTER),
+                      **errors(400, 401, 403, 404, 429, 500, 503)},
     }}
+
+
+def _console() -> dict[str, Any]:
+    """The web console's files (web/console.py): served here, described for completeness."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    public = {"security": [], "tags": ["console"]}
+    redirect = {"Location": {"schema": {"type": "string"}, "required": True}}
+    return {
+        "/": {"get": {"summary": "Redirect to the web console", "operationId": "consoleRoot", **public,
+                      "responses": {"302": {"description": "To /console/", "headers": redirect}, **errors(500)}}},
+        "/console": {"get": {"summary": "Redirect to /console/", "operationId": "consoleNoSlash", **public,
+                             "responses": {"301": {"description": "To /console/", "headers": redirect},
+                                           **errors(500)}}},
+        "/console/": {"get": {"summary": "The web console", "operationId": "console", **public,
+                              "responses": {"200": {"description": "The console page", "content": html},
+                                            **errors(500)}}},
+        "/console/{name}": {"get": {
+            "summary": "A file of the web console (scripts, styles)", "operationId": "consoleAsset", **public,
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "The file",
+                                  "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                          **errors(404, 500)}}},
+    }
+
+
+def _batches(settings: Settings, form_fields: dict[str, Schema], location: dict[str, Any]) -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "properties": {
+            "file": {"type": "array", "maxItems": MAX_ITEMS,
+                     "items": {"type": "string", "format": "binary"},
+                     "description": "Media files, one per `file` part"},
+            "url": {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "string", "maxLength": 2000},
+                    "description": "http(s) URLs the server fetches (as POST /v1/jobs does with `url`)"},
+            **form_fields,
+        },
+        "description": f"At most {MAX_ITEMS} items (files and URLs together); the whole request is limited "
+                       f"like one upload ({settings.max_upload_bytes} bytes). `text`, `models` and "
+                       "`callback_url` apply to every item.",
+    }
+    return {
+        "/v1/batches": {"post": {
+            "summary": "Submit many files and/or URLs at once: one job per item", "operationId": "submitBatch",
+            "tags": ["batches"], "x-scope": "submit",
+            "description": "Each item is validated and submitted like POST /v1/jobs; an item that fails is "
+                           "reported in `items` (status `rejected`, with its error) without failing the others. "
+                           "Each item counts against the submit rate limit.",
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
+            "responses": {
+                "200": json_body(ref("BatchAccepted"), "This Idempotency-Key made a batch already: that one",
+                                 {**location, **RETRY_AFTER}),
+                "202": json_body(ref("BatchAccepted"), "Accepted; follow status_url", {**location, **RETRY_AFTER}),
+                **errors(400, 401, 403, 413, 422, 429, 500, 503),
+            },
+        }},
+        "/v1/batches/{batch_id}": {"get": {
+            "summary": "One of the caller's batches: counts by status and every item", "operationId": "getBatch",
+            "tags": ["batches"], "x-scope": "read",
+            "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": json_body(ref("Batch"), "The batch; with unfinished jobs it carries Retry-After",
+                                           RETRY_AFTER),
+                          **errors(401, 403, 404, 429, 500, 503)},
+        }},
+    }
 
 
 def paths(settings: Settings) -> dict[str, Any]:
@@ -164,18 +266,30 @@ def paths(settings: Settings) -> dict[str, Any]:
                              "description": "The job's status_url"},
                 "Idempotent-Replayed": {"schema": {"type": "string", "enum": ["true"]},
                                         "description": "Present when an Idempotency-Key was seen before"}}
+    form_fields = {
+        "text": {"type": "string", "maxLength": settings.max_text_chars,
+                 "description": "Optional caption/overlay text screened with the media"},
+        "models": {"type": "string", "description": "Comma list of model names; default: the server's"},
+        "callback_url": {"type": "string", "maxLength": 2000,
+                         "description": "http(s) URL to POST the finished job to, signed with "
+                                        "X-Deepscreen-Signature (needs WEBHOOK_SECRET on the server)"},
+    }
     upload = {
-        "type": "object", "required": ["file"],
+        "type": "object",
+        "description": "Exactly one of `file` and `url`.",
         "properties": {
             "file": {"type": "string", "format": "binary",
                      "description": f"The media, at most {settings.max_upload_bytes} bytes; format judged by "
                                     f"its bytes: {', '.join(sorted(settings.formats))}"},
-            "text": {"type": "string", "maxLength": settings.max_text_chars,
-                     "description": "Optional caption/overlay text screened with the media"},
-            "models": {"type": "string", "description": "Comma list of model names; default: the server's"},
-            "callback_url": {"type": "string", "maxLength": 2000,
-                             "description": "http(s) URL to POST the finished job to, signed with "
-                                            "X-Deepscreen-Signature (needs WEBHOOK_SECRET on the server)"},
+            "url": {"type": "string", "maxLength": 2000,
+                    "description": "Instead of `file`: an http(s) URL the server fetches, under an SSRF guard (no "
+                                   "private, loopback, link-local, multicast, reserved or metadata addresses, "
+                                   "DNS resolved once and the connection pinned to the checked address, at most "
+                                   "3 redirects, each checked), with the upload's size limit and the same checks "
+                                   "of its bytes. Refused with 422 bad_url, url_not_allowed, url_fetch_failed or "
+                                   "url_too_large, 415 for content that is not media; a server with "
+                                   "URL_SUBMISSIONS off answers 400 missing_file."},
+            **form_fields,
         },
     }
     public = {"security": [], "tags": ["operations"]}
@@ -189,7 +303,8 @@ def paths(settings: Settings) -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
                 "responses": {
                     "200": json_body(ref("Job"), "Known content, answered at once (succeeded)", location),
-                    "202": json_body(ref("Job"), "Accepted and queued; poll status_url", location),
+                    "202": json_body(ref("Job"), "Accepted and queued; poll status_url (or ?wait=)",
+                                     {**location, **RETRY_AFTER}),
                     **errors(400, 401, 403, 413, 415, 422, 429, 500, 503),
                 },
             },
@@ -210,6 +325,8 @@ def paths(settings: Settings) -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}": _job_read("One of the caller's jobs", "getJob", "job_id"),
         "/status/{task_id}": _job_read("Poll a job (alias of /v1/jobs/{id})", "getStatus", "task_id"),
+        **_batches(settings, form_fields, {"Location": {"schema": {"type": "string"}, "required": True,
+                                                        "description": "The batch's status_url"}}),
         "/v1/models": {"get": {
             "summary": "Models the repository serves", "operationId": "listModels", "tags": ["models"],
             "x-scope": "read",
@@ -238,6 +355,9 @@ def paths(settings: Settings) -> dict[str, Any]:
             "requestBody": {"required": False, "content": {JSON: {"schema": obj(
                 {"api_key": {"type": "string", "description": "Alternative to the X-API-Key header"}},
                 required=[], extra=True)}}},
+            "description": "The token carries the key's scopes and id: the key's own rate limit applies to every "
+                           "request made with it, it stops working when the key is revoked (within "
+                           "API_KEY_CACHE_SECONDS) and it never outlives the key's expiry.",
             "responses": {"200": json_body(ref("Token"), "A Bearer token"),
                           **errors(401, 413, 429, 500, 503)},
         }},
@@ -269,6 +389,7 @@ def paths(settings: Settings) -> dict[str, Any]:
             "summary": "This document", "operationId": "openapi", **public,
             "responses": {"200": json_body({"type": "object"}, "The OpenAPI document"), **errors(500)},
         }},
+        **_console(),
     }
 
 
@@ -279,11 +400,12 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             "title": "deepscreen", "version": "1",
             "description": "Screens uploaded media for deepfakes and hateful memes. Every error has the body "
                            '`{"error": {"code", "message", "details"}}`. Scopes: `submit` (POST), `read` '
-                           "(GET), `admin` (both); each operation's `x-scope` names the one it needs.",
+                           "(GET), `admin` (both); each operation's `x-scope` names the one it needs. "
+                           "`Retry-After` (seconds) comes with every 429 and every answer about unfinished work.",
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
-        "tags": [{"name": n} for n in ("jobs", "models", "text", "auth", "operations")],
+        "tags": [{"name": n} for n in ("jobs", "batches", "models", "text", "auth", "operations", "console")],
         "paths": paths(settings),
         "components": {
             "schemas": schemas(settings),

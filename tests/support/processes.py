@@ -144,10 +144,17 @@ class Control(Worker):
 
 
 class Gunicorn(Service):
-    def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int = 2) -> None:
+    """gunicorn as `deepscreen web` runs it: gthread workers (a long poll holds a thread); the app is
+    told the thread count (WEB_THREADS) it sizes its long polls by. ``worker_class="sync"`` gives one
+    request per process (a test that needs to know which process answers)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int = 2, threads: int = 128,
+                 worker_class: str = "gthread") -> None:
+        threads = 1 if worker_class == "sync" else threads
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-                "--timeout", "60", "web.app:create_app()"]
-        super().__init__(argv, env, log_path)
+                "--worker-class", worker_class, "--threads", str(threads), "--timeout", "60",
+                "web.app:create_app()"]
+        super().__init__(argv, {"WEB_THREADS": str(threads), **env}, log_path)
         self.url = f"http://127.0.0.1:{port}"
 
     def start(self) -> None:

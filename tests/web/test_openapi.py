@@ -135,6 +135,30 @@ def test_real_responses_match_the_document(client, auth, spec, worker, subject) 
         conforms(spec, path, "get", client.get(path))
 
 
+def test_batches_and_long_polls_match_the_document(client, auth, spec, worker) -> None:  # type: ignore[no-untyped-def]
+    key = {"Idempotency-Key": "openapi-batch-1", **auth}
+
+    def batch_form() -> dict[str, Any]:
+        return {"file": [(io.BytesIO(jpeg_bytes((40, 40), seed=316)), "a.jpg"), (io.BytesIO(b"junk"), "b.bin")],
+                "url": ["ftp://example.com/x.png"]}
+
+    accepted = client.post("/v1/batches", headers=key, data=batch_form(), content_type="multipart/form-data")
+    assert accepted.status_code == 202
+    conforms(spec, "/v1/batches", "post", accepted)
+    replayed = client.post("/v1/batches", headers=key, data=batch_form(), content_type="multipart/form-data")
+    assert replayed.status_code == 200
+    conforms(spec, "/v1/batches", "post", replayed)
+    status_url = accepted.get_json()["status_url"]
+    conforms(spec, "/v1/batches/{batch_id}", "get", client.get(status_url, headers=auth))
+    job_id = accepted.get_json()["items"][0]["job_id"]
+    waited = client.get(f"/v1/jobs/{job_id}?wait=30", headers=auth)
+    assert waited.get_json()["status"] == "succeeded"
+    conforms(spec, "/v1/jobs/{job_id}", "get", waited)
+    wait_for(lambda: client.get(status_url, headers=auth).get_json()["counts"]["succeeded"] == 1, 30,
+             what="the batch")
+    conforms(spec, "/v1/batches/{batch_id}", "get", client.get(status_url, headers=auth))
+
+
 def upload(data: bytes, **fields: str) -> dict[str, Any]:
     return {"data": {"file": (io.BytesIO(data), "x.png"), **fields}, "content_type": "multipart/form-data"}
 
@@ -148,11 +172,18 @@ def upload(data: bytes, **fields: str) -> dict[str, Any]:
     ("post", "/v1/jobs", {"data": {"text": "no file"}}, 400),
     ("post", "/v1/jobs", upload(b"%PDF-1.7 not an image"), 415),
     ("post", "/v1/jobs", upload(png_bytes(), models="nope"), 422),
+    ("post", "/v1/jobs", {"data": {"url": "http://127.0.0.1/x.png"}}, 422),  # the SSRF guard
+    ("post", "/v1/jobs", {"data": {"url": "gopher://x"}}, 422),
+    ("get", "/v1/jobs/{job_id}", {"query_string": {"wait": "31"}}, 400),
+    ("get", "/status/{task_id}", {"query_string": {"wait": "x"}}, 400),
+    ("post", "/v1/batches", {"data": {"text": "no items"}}, 400),
+    ("get", "/v1/batches/{batch_id}", {}, 404),
     ("post", "/v1/text", {"json": {"texts": []}}, 422),
     ("post", "/v1/text", {"json": {"texts": ["x"] * 101}}, 413),
 ])
 def test_error_responses_match_the_document(client, auth, spec, method, path, kwargs, status) -> None:  # type: ignore[no-untyped-def]
-    url = path.replace("{job_id}", "0" * 8).replace("{sha256}", "not-hex")
+    url = path.replace("{job_id}", "0" * 8).replace("{task_id}", "0" * 8).replace("{sha256}", "not-hex")
+    url = url.replace("{batch_id}", "0" * 8)
     response = getattr(client, method)(url, headers={} if status == 401 else auth, **kwargs)
     assert response.status_code == status, response.get_json()
     conforms(spec, path, method, response)

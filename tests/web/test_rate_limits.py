@@ -23,7 +23,10 @@ def three_workers(service_env, tmp_path_factory):  # type: ignore[no-untyped-def
     # %(p)s is the worker's pid in the access log: it shows which process answered each request.
     env = {"RATE_LIMIT_DEFAULT": f"{LIMIT}/minute",
            "GUNICORN_CMD_ARGS": "--access-logfile - --access-logformat 'served-by=%(p)s %(s)s %(U)s'"}
-    server = Gunicorn(env, tmp_path_factory.mktemp("limits") / "gunicorn.log", free_port(), workers=WORKERS)
+    # sync workers: each takes one connection at a time, which is how the test spreads requests over
+    # every process (a gthread worker would accept them all).
+    server = Gunicorn(env, tmp_path_factory.mktemp("limits") / "gunicorn.log", free_port(), workers=WORKERS,
+                      worker_class="sync")
     server.start()
     yield server
     server.stop()

@@ -1,0 +1,304 @@
+"""``?wait=`` long polls and ``Retry-After``.
+
+The end-to-end tests run real gunicorn (gthread, the worker class `deepscreen web` uses) and a real
+Celery worker, each on a queue of their own so the session's shared worker cannot finish the jobs
+early: the waiters are parked first, then the worker is started, and each waiter's answer time is
+compared with its job's ``finished_at``.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import threading
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import free_port, jpeg_bytes
+from tests.support.processes import Gunicorn, Worker
+
+WAITERS = 40  # on ONE web process with 64 threads (48 may wait at once there)
+
+
+def bearer(subject: str) -> dict[str, str]:
+    from core.settings import get_settings
+    from core.tokens import issue_token
+
+    return {"Authorization": f"Bearer {issue_token(get_settings(), subject)}"}
+
+
+def submit_http(url: str, headers: dict[str, str], seed: int) -> dict[str, Any]:
+    response = requests.post(f"{url}/v1/jobs", headers=headers, timeout=30,
+                             files={"file": (f"{seed}.jpg", jpeg_bytes((64, 48), seed=seed), "image/jpeg")})
+    assert response.status_code == 202, response.text
+    assert response.headers["Retry-After"] == "1"
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def parked_stack(service_env, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One gunicorn process (64 threads) whose jobs go to a queue no worker serves yet."""
+    queue = f"longpoll-{uuid.uuid4().hex[:8]}"
+    env = {**service_env, "INFERENCE_QUEUE": queue}
+    folder = tmp_path_factory.mktemp("long-poll")
+    web = Gunicorn(env, folder / "gunicorn.log", free_port(), workers=1, threads=64)
+    web.start()
+    yield web, env, folder
+    web.stop()
+
+
+def test_many_waiters_on_one_process_are_answered_as_their_jobs_finish(parked_stack, subject) -> None:  # type: ignore[no-untyped-def]
+    web, env, folder = parked_stack
+    headers = bearer(subject)
+    jobs = [submit_http(web.url, headers, seed=9000 + i) for i in range(WAITERS)]
+    answers: dict[str, tuple[float, requests.Response]] = {}
+
+    def wait(job_id: str) -> None:
+        response = requests.get(f"{web.url}/v1/jobs/{job_id}", params={"wait": "30"}, headers=headers, timeout=60)
+        answers[job_id] = (time.time(), response)
+
+    threads = [threading.Thread(target=wait, args=(j["id"],)) for j in jobs]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)  # every waiter is parked in the one web process now
+    assert not answers, "a waiter was answered before any job could finish"
+    started = time.monotonic()
+    quick = requests.get(f"{web.url}/v1/models", headers=headers, timeout=10)
+    assert quick.status_code == 200 and time.monotonic() - started < 2  # threads are left for other requests
+
+    worker = Worker(env, folder / "worker.log", queues=env["INFERENCE_QUEUE"], name="longpoll")
+    worker.start()
+    try:
+        for t in threads:
+            t.join(45)
+    finally:
+        worker.stop()
+    assert len(answers) == WAITERS
+    lags = []
+    for job_id, (received, response) in answers.items():
+        body = response.json()
+        assert response.status_code == 200 and body["id"] == job_id and body["status"] == "succeeded", body
+        assert "Retry-After" not in response.headers  # final answers carry none
+        lags.append(received - datetime.fromisoformat(body["finished_at"]).timestamp())
+    lags.sort()
+    print(f"\n{WAITERS} waiters on one process: answer - finished_at p50 {statistics.median(lags) * 1000:.0f} ms, "
+          f"max {lags[-1] * 1000:.0f} ms")
+    assert statistics.median(lags) < 0.1, lags
+    assert lags[-1] < 1.0, lags
+
+
+@pytest.fixture(scope="module")
+def tiny_stack(service_env, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """4 threads: at most 3 long polls wait at once; no worker ever serves its queue."""
+    env = {**service_env, "INFERENCE_QUEUE": f"nobody-{uuid.uuid4().hex[:8]}"}
+    web = Gunicorn(env, tmp_path_factory.mktemp("tiny") / "gunicorn.log", free_port(), workers=1, threads=4)
+    web.start()
+    yield web
+    web.stop()
+
+
+def test_waiters_beyond_the_cap_are_answered_at_once(tiny_stack, subject) -> None:  # type: ignore[no-untyped-def]
+    headers = bearer(subject)
+    job = submit_http(tiny_stack.url, headers, seed=9100)
+    held: list[tuple[float, requests.Response]] = []
+    started = time.monotonic()
+
+    def wait() -> None:
+        response = requests.get(f"{tiny_stack.url}/status/{job['id']}", params={"wait": "4"}, headers=headers,
+                                timeout=30)
+        held.append((time.monotonic() - started, response))
+
+    threads = [threading.Thread(target=wait) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    extra_started = time.monotonic()
+    extra = requests.get(f"{tiny_stack.url}/status/{job['id']}", params={"wait": "4"}, headers=headers, timeout=30)
+    assert time.monotonic() - extra_started < 1.0  # the 4th thread is kept for ordinary requests
+    assert extra.json()["status"] == "queued" and extra.headers["Retry-After"] == "1"
+    for t in threads:
+        t.join(30)
+    assert len(held) == 3
+    for elapsed, response in held:
+        assert 3.9 < elapsed < 8, elapsed  # held for the whole wait, then the current (queued) document
+        assert response.json()["status"] == "queued" and response.headers["Retry-After"] == "1"
+
+
+# ---- in-process: the mechanism piece by piece --------------------------------------------------------
+
+@pytest.fixture()
+def parked(service_env, monkeypatch):  # type: ignore[no-untyped-def]
+    """Jobs of a queue no worker serves (the session's worker must not finish them)."""
+    from tests.support.environment import reset_caches
+
+    monkeypatch.setenv("INFERENCE_QUEUE", f"parked-{uuid.uuid4().hex[:8]}")
+    reset_caches()
+    yield
+    monkeypatch.undo()
+    reset_caches()
+
+
+def submit(client, headers, seed: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    response = client.post("/v1/jobs", headers=headers, content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(jpeg_bytes((48, 40), seed=seed)), "x.jpg")})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
+
+
+def finish(job_id: str, publish: bool) -> float:
+    """End the job as a worker would (a terminal state in the database, then the cache and, if
+    ``publish``, the announcement); returns when it was announced."""
+    from core import status_cache
+    from core.jobs import fail, refresh_cache
+
+    assert fail(job_id, "test_finish", "ended by the test")
+    doc = refresh_cache(job_id)
+    assert doc is not None
+    if publish:
+        status_cache.put_many([doc])
+    return time.monotonic()
+
+
+def test_create_app_starts_no_thread_and_the_listener_starts_on_first_wait(parked, auth) -> None:  # type: ignore[no-untyped-def]
+    from core import job_events
+    from web.app import create_app
+
+    job_events.EVENTS._reset()  # as a fresh web process (an earlier test's listener stops)
+    before = set(threading.enumerate())
+
+    def new_threads() -> set[str]:
+        return {t.name for t in set(threading.enumerate()) - before}
+
+    client = create_app().test_client()
+    assert new_threads() == set()
+    job = submit(client, auth, 9200)
+    client.get(f"/v1/jobs/{job['id']}", headers=auth)  # no wait: still no thread
+    assert "deepscreen-job-events" not in new_threads()
+    client.get(f"/v1/jobs/{job['id']}?wait=0.2", headers=auth)
+    assert "deepscreen-job-events" in new_threads()
+
+
+def test_retry_after_only_on_unfinished_answers_and_wait_is_validated(parked, client, auth) -> None:  # type: ignore[no-untyped-def]
+    job = submit(client, auth, 9201)
+    for path in (f"/v1/jobs/{job['id']}", f"/status/{job['id']}"):
+        response = client.get(path, headers=auth)
+        assert response.get_json()["status"] == "queued" and response.headers["Retry-After"] == "1"
+        started = time.monotonic()
+        waited = client.get(path, headers=auth, query_string={"wait": "0.5"})
+        assert 0.45 < time.monotonic() - started < 3 and waited.headers["Retry-After"] == "1"
+    for bad in ("31", "-1", "abc", "nan", "inf", "1e9"):
+        response = client.get(f"/v1/jobs/{job['id']}", headers=auth, query_string={"wait": bad})
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad_wait", bad
+    assert client.get(f"/v1/jobs/{job['id']}?wait=0", headers=auth).status_code == 200
+    unknown = client.get(f"/v1/jobs/{uuid.uuid4()}?wait=5", headers=auth)
+    assert unknown.status_code == 404 and "Retry-After" not in unknown.headers
+    listed = client.get("/v1/jobs", headers=auth)  # the limiter's own Retry-After is not sent on a 200
+    assert listed.status_code == 200 and "Retry-After" not in listed.headers
+    assert "X-RateLimit-Remaining" in listed.headers
+    finish(job["id"], publish=True)
+    final = client.get(f"/v1/jobs/{job['id']}?wait=5", headers=auth)
+    assert final.get_json()["status"] == "failed" and "Retry-After" not in final.headers
+
+
+def _wait_in_thread(app, path: str, headers: dict[str, str], out: list) -> threading.Thread:  # type: ignore[no-untyped-def]
+    def run() -> None:
+        response = app.test_client().get(path, headers=headers)
+        out.append((time.monotonic(), response))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app, auth) -> None:  # type: ignore[no-untyped-def]
+    job = submit(app.test_client(), auth, 9202)
+    other = submit(app.test_client(), auth, 9203)
+    out: list = []
+    others: list = []
+    threads = [_wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out) for _ in range(3)]
+    threads.append(_wait_in_thread(app, f"/status/{other['id']}?wait=3", auth, others))
+    time.sleep(0.8)
+    announced = finish(job["id"], publish=True)
+    for t in threads:
+        t.join(25)
+    assert len(out) == 3
+    for answered, response in out:
+        assert response.get_json()["status"] == "failed"
+        assert answered - announced < 0.1, answered - announced
+    (answered, response), = others  # a waiter on another job is not woken by it
+    assert response.get_json()["status"] == "queued" and answered - announced > 1.5
+
+
+def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth) -> None:  # type: ignore[no-untyped-def]
+    """A job failed by a sweep is cached but not announced: the waiter re-reads every RECHECK_SECONDS."""
+    from core.job_events import RECHECK_SECONDS
+
+    job = submit(app.test_client(), auth, 9204)
+    out: list = []
+    started = time.monotonic()
+    thread = _wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out)
+    time.sleep(0.5)
+    finish(job["id"], publish=False)
+    thread.join(25)
+    (answered, response), = out
+    assert response.get_json()["status"] == "failed"
+    assert answered - started < RECHECK_SECONDS + 1.5
+
+
+def test_without_redis_waiters_poll_the_database(service_env, monkeypatch, subject) -> None:  # type: ignore[no-untyped-def]
+    """The embedded mode has no Redis: a waiter polls the job's status every 50 ms instead."""
+    from tests.support.environment import reset_caches
+    from web.app import create_app
+
+    monkeypatch.setenv("REDIS_URL", "")
+    monkeypatch.setenv("INFERENCE_QUEUE", f"parked-{uuid.uuid4().hex[:8]}")
+    reset_caches()
+    try:
+        app = create_app()
+        headers = bearer(subject)
+        job = submit(app.test_client(), headers, 9205)
+        out: list = []
+        thread = _wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", headers, out)
+        time.sleep(0.5)
+        finished = finish(job["id"], publish=False)
+        thread.join(25)
+        (answered, response), = out
+        assert response.get_json()["status"] == "failed"
+        assert answered - finished < 0.25, answered - finished
+    finally:
+        monkeypatch.undo()
+        reset_caches()
+
+
+def test_a_waiter_is_answered_within_100_ms_of_its_job_finishing(parked_stack, subject) -> None:  # type: ignore[no-untyped-def]
+    """One waiter, one real worker: the answer arrives within 100 ms of the worker's finished_at."""
+    web, env, folder = parked_stack
+    headers = bearer(subject)
+    job = submit_http(web.url, headers, seed=9300)
+    result: list = []
+
+    def wait() -> None:
+        response = requests.get(f"{web.url}/v1/jobs/{job['id']}", params={"wait": "30"}, headers=headers,
+                                timeout=60)
+        result.append((time.time(), response))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(1.0)
+    worker = Worker(env, folder / "worker-single.log", queues=env["INFERENCE_QUEUE"], name="longpoll1")
+    worker.start()
+    try:
+        thread.join(45)
+    finally:
+        worker.stop()
+    (received, response), = result
+    body = response.json()
+    assert body["status"] == "succeeded", body
+    lag = received - datetime.fromisoformat(body["finished_at"]).timestamp()
+    print(f"\none waiter: answered {lag * 1000:.0f} ms after finished_at")
+    assert 0 <= lag < 0.1, lag
