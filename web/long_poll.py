@@ -4,7 +4,7 @@ A long poll holds one gunicorn *thread* (gthread workers; WEB_THREADS per proces
 process: the wait itself is a ``threading.Event`` that core.job_events sets when the job's
 finish is announced. At most 3/4 of a process's threads wait at once, so ordinary requests
 always find a free thread; a ``?wait=`` beyond that answers at once (with ``Retry-After``),
-which every client already handles. With WEB_THREADS=1 (a sync worker) nothing waits.
+which every client already handles. Under a sync worker (or WEB_THREADS=1) nothing waits.
 
 ``Retry-After`` means "ask again in N seconds" and nothing else: on a 429 (the limiter's), on
 answers that describe unfinished work (a queued or running job, a batch still running) and on a 503
@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
 from core.job_events import wait_for_final
 from core.settings import Settings
@@ -30,6 +30,12 @@ RETRY_AFTER_SECONDS = 1  # how soon a client should ask again about unfinished w
 
 
 def max_waiters(settings: Settings) -> int:
+    """How many requests of this process may wait at once: 3/4 of its threads, and none under a sync
+    gunicorn worker (one request at a time: a wait would hold the whole process), whatever
+    WEB_THREADS says."""
+    environ = request.environ if has_request_context() else {}
+    if str(environ.get("SERVER_SOFTWARE", "")).startswith("gunicorn") and not environ.get("wsgi.multithread"):
+        return 0
     return settings.web_threads * 3 // 4
 
 

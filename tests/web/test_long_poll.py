@@ -129,6 +129,22 @@ def test_waiters_beyond_the_cap_are_answered_at_once(tiny_stack, subject) -> Non
         assert response.json()["status"] == "queued" and response.headers["Retry-After"] == "1"
 
 
+def test_a_sync_worker_never_holds_its_process_for_a_wait(service_env, subject, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Run under sync workers (someone's own gunicorn command), ?wait= answers at once."""
+    env = {**service_env, "INFERENCE_QUEUE": f"nobody-{uuid.uuid4().hex[:8]}", "WEB_THREADS": "128"}
+    web = Gunicorn(env, tmp_path / "gunicorn.log", free_port(), workers=1, worker_class="sync")
+    web.start()
+    try:
+        headers = bearer(subject)
+        job = submit_http(web.url, headers, seed=9150)
+        started = time.monotonic()
+        response = requests.get(f"{web.url}/v1/jobs/{job['id']}", params={"wait": "10"}, headers=headers,
+                                timeout=30)
+        assert time.monotonic() - started < 2 and response.headers["Retry-After"] == "1"
+    finally:
+        web.stop()
+
+
 # ---- in-process: the mechanism piece by piece --------------------------------------------------------
 
 @pytest.fixture()
