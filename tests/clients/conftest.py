@@ -72,11 +72,12 @@ def jpeg(pixels: np.ndarray, quality: int = 92) -> bytes:
     return buffer.getvalue()
 
 
-def astronaut_jpeg() -> bytes:
-    """skimage's astronaut (NASA, public domain): one real face, box about [181, 62, 268, 172]."""
+def astronaut_jpeg(quality: int = 92) -> bytes:
+    """skimage's astronaut (NASA, public domain): one real face, box about [181, 62, 268, 172].
+    Another ``quality`` gives other bytes (a test that needs content the server has not seen yet)."""
     from skimage import data
 
-    return jpeg(data.astronaut())
+    return jpeg(data.astronaut(), quality)
 
 
 def meme_jpeg(top: str = "WHEN THE CODE", bottom: str = "WORKS OFFLINE", seed: int = 0) -> bytes:

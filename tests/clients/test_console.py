@@ -94,6 +94,7 @@ def test_face_photo_verdict_with_the_face_box_where_the_api_says(page: Page, liv
     api_key = sign_in(page, live, "console-face")
     choose_models(page, {"deepfake"})
     job_id = upload_and_wait(page, "astronaut.jpg", astronaut_jpeg())
+    assert page.evaluate("document.activeElement.id") == "job-title"  # focus follows the upload to its verdict
 
     job = api_job(live, api_key, job_id)
     faces = job["results"]["deepfake"]["evidence"]["faces"]

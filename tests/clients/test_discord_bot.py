@@ -54,7 +54,7 @@ def run(scenario: Callable[[World], Coroutine[Any, Any, None]], cdn_url: str) ->
 
 def screener(live: Live, **overrides: Any) -> Screener:
     key = live.api_key("discord-bot")
-    options: dict[str, Any] = {"models": "nsfw", **overrides}
+    options: dict[str, Any] = {"models": "nsfw", "wait_seconds": 300.0, **overrides}
     config = BotConfig(deepscreen_url=live.url, deepscreen_api_key=key, channels=frozenset({GENERAL}), **options)
     return Screener(config, Client(live.url, api_key=key))
 
@@ -69,7 +69,8 @@ def test_a_clean_image_gets_a_check_mark(live: Live, cdn: tuple[str, dict[str, i
         done = await bot.handle(message)
         assert [s.filename for s in done.screened] == ["noise.jpg"]  # the text file is not an image
         job = done.screened[0].job
-        assert job is not None and job.succeeded and job.results["nsfw"].label == "safe"
+        assert job is not None and job.succeeded, done.screened[0].error
+        assert job.results["nsfw"].label == "safe"
         assert bot.client.get_job(job.id).results["nsfw"].score == job.results["nsfw"].score
         reactions = world.calls("PUT", "/reactions/{emoji}/@me")
         assert len(reactions) == 1 and done.actions == [f"react {CLEAN}"]
@@ -125,7 +126,7 @@ def test_other_channels_bots_and_text_only_messages_are_left_alone(live: Live,
 
 def test_per_user_and_per_guild_limits(live: Live, cdn: tuple[str, dict[str, int]]) -> None:
     url, sizes = cdn
-    bot = screener(live, user_rate=Rate(1, 60), guild_rate=Rate(2, 60))
+    bot = screener(live, user_rate=Rate(1, 3600), guild_rate=Rate(2, 3600))  # windows longer than any job
 
     async def scenario(world: World) -> None:
         image = [("noise2.jpg", "image/jpeg", sizes["noise2.jpg"])]

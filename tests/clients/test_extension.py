@@ -32,7 +32,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 @pytest.fixture()
 def site(tmp_path: Path) -> Iterator[str]:
     """A local web page showing the face photo, served over loopback like any site."""
-    (tmp_path / "astronaut.jpg").write_bytes(astronaut_jpeg())
+    (tmp_path / "astronaut.jpg").write_bytes(astronaut_jpeg(quality=87))  # bytes no other test uploads
     (tmp_path / "index.html").write_text('<!doctype html><title>a page</title>'
                                          '<img id="pic" src="astronaut.jpg" alt="">')
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), partial(QuietHandler, directory=str(tmp_path)))

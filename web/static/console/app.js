@@ -115,8 +115,8 @@ async function upload(event) {
     const job = await api.submit(selectedFile, { text: $("text").value, models });
     const kind = selectedFile.type.startsWith("video/") ? "video" : "image";
     previews.set(job.id, { url: URL.createObjectURL(selectedFile), name: selectedFile.name, kind });
+    follow(job.id, job); // shows the verdict panel before its first await
     $("job-title").focus();
-    follow(job.id, job);
     loadJobs(true);
   } catch (err) {
     $("upload-error").textContent = `Upload refused: ${err.code ? `${err.code}: ` : ""}${err.message}`;
