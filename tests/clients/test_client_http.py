@@ -180,3 +180,24 @@ def test_url_submission_on_a_server_that_only_takes_uploads() -> None:
     sent = s.calls("POST", "/v1/jobs")[0]
     assert sent.headers["Content-Type"].startswith("multipart/form-data")
     assert b'name="url"\r\n\r\nhttps://example.org/cat.jpg' in sent.body
+
+
+def test_batches_fall_back_to_one_upload_per_item_on_a_server_without_them() -> None:
+    made = iter(["f1", "f2"])
+
+    def upload(seen: Seen) -> Reply:
+        if b"not media" in seen.body:
+            return Reply(415, error("unsupported_media_type", "judged by its bytes"))
+        return Reply(202, job(next(made), "queued"))
+
+    with scripted({"POST /v1/jobs": upload, "GET /v1/jobs/f1": [Reply(200, job("f1", "succeeded"))],
+                   "GET /v1/jobs/f2": [Reply(200, job("f2", "running"))]}) as server:
+        client = Client(server.url, token="t")
+        batch = client.submit_batch([("a.jpg", b"\xff\xd8 a"), ("n.txt", b"not media"), ("b.jpg", b"\xff\xd8 b")])
+        assert batch.local and batch.id is None and batch.job_ids == ["f1", "f2"]
+        assert batch.items[1].status == "rejected" and batch.items[1].error.code == "unsupported_media_type"
+        assert len(server.calls("POST", "/v1/batches")) == 1  # asked once...
+        now = client.get_batch(batch)
+        assert now.counts == {"succeeded": 1, "rejected": 1, "running": 1} and not now.final
+        assert len({s.headers["Idempotency-Key"] for s in server.calls("POST", "/v1/jobs")}) == 3
+    assert client._batches is False  # ...and remembered: the next batch goes item by item at once

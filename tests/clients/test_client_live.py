@@ -83,12 +83,16 @@ def test_batch_falls_back_to_one_upload_per_item(live: Live, tmp_path) -> None:
         refused = batch.items[2]
         assert refused.job_id is None and refused.error is not None
         assert refused.error.code == "unsupported_media_type"  # judged by its bytes, as for any upload
-        if batch.local:  # today's server: no /v1/batches; the client remembered that
+        if batch.local:  # a server without /v1/batches: the client remembered that
             assert batch.id is None and client._batches is False
+        else:  # POST /v1/batches: one request, one id
+            assert batch.id and batch.status_url == f"/v1/batches/{batch.id}" and client._batches is True
+        print(f"batch path: {'one request per item (fallback)' if batch.local else 'POST /v1/batches'}")
         jobs = client.wait_batch(batch, timeout=120)
         assert [j.id for j in jobs] == batch.job_ids and all(j.succeeded for j in jobs)
         now = client.get_batch(batch)
         assert now.counts.get("succeeded") == 2 and now.final
+        assert [i.job_id for i in now.items if i.job_id] == batch.job_ids
 
 
 def test_url_submission_is_refused_until_the_server_offers_it(live: Live) -> None:
