@@ -30,7 +30,7 @@ def test_upload_wait_read_list_and_lookup(live: Live, api_key: str, tmp_path) ->
         queued = client.submit_file(path)
         assert queued.status in ("queued", "running", "succeeded") and queued.status_url
         started = time.monotonic()
-        done = client.wait(queued, timeout=120)
+        done = client.wait(queued, timeout=300)
         print(f"verdict {time.monotonic() - started:.2f} s after submission")
         assert done.succeeded and done.id == queued.id and done.final
         nsfw = done.results["nsfw"]
@@ -60,7 +60,7 @@ def test_pages_of_jobs_follow_the_cursor(live: Live) -> None:
         assert len(first.items) == 2 and first.next
         assert [j.id for j in client.iter_jobs(page_size=2)] == list(reversed(ids))  # newest first
         for job_id in ids:
-            client.wait(job_id, timeout=120)
+            client.wait(job_id, timeout=300)
 
 
 def test_a_retried_submission_is_the_same_job(live: Live) -> None:
@@ -88,7 +88,7 @@ def test_batch_falls_back_to_one_upload_per_item(live: Live, tmp_path) -> None:
         else:  # POST /v1/batches: one request, one id
             assert batch.id and batch.status_url == f"/v1/batches/{batch.id}" and client._batches is True
         print(f"batch path: {'one request per item (fallback)' if batch.local else 'POST /v1/batches'}")
-        jobs = client.wait_batch(batch, timeout=120)
+        jobs = client.wait_batch(batch, timeout=300)
         assert [j.id for j in jobs] == batch.job_ids and all(j.succeeded for j in jobs)
         now = client.get_batch(batch)
         assert now.counts.get("succeeded") == 2 and now.final

@@ -92,7 +92,7 @@ def test_progress_advances_on_verdicts_not_on_uploads(live: Live, tmp_path: Path
         paths.append(path)
     seen: list[str] = []
     with Client(live.url, token=live.token("scan-progress")) as client:
-        outcomes = screen_files(client, paths, text=None, models="nsfw", concurrency=2, timeout=120,
+        outcomes = screen_files(client, paths, text=None, models="nsfw", concurrency=2, timeout=300,
                                 on_verdict=lambda o: seen.append(o.job.status if o.job else "none"))
     assert seen == ["succeeded"] * 5  # every tick of the bar is a finished job
     assert [o.path for o in outcomes] == paths and all(o.ok for o in outcomes)
