@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -19,7 +20,7 @@ def web_argv(settings: Settings, bind: str | None = None, workers: int | None = 
     return [sys.executable, "-m", "gunicorn", "--bind", bind or settings.web_bind,
             "--workers", str(workers or settings.web_workers), "--worker-class", "gthread",
             "--threads", str(settings.web_threads), "--timeout", "60", "--graceful-timeout", "20",
-            "--access-logfile", "-", "web.app:create_app()"]
+            "web.app:create_app()"]  # the app writes the access log itself (JSON, with request ids)
 
 
 def worker_argv(settings: Settings, queues: str | None = None, concurrency: int | None = None,
@@ -82,6 +83,9 @@ def worker(queues: str | None, concurrency: int | None, pool: str) -> None:
     if settings.embedded:
         for sub in ("out", "processed", "control"):
             (settings.broker_folder / sub).mkdir(parents=True, exist_ok=True)
+    if settings.worker_metrics_port and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # The pool processes write their metrics here; the worker's own /metrics adds them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="deepscreen-metrics-")
     _exec(worker_argv(settings, queues, concurrency, pool=pool))
 
 
@@ -121,6 +125,7 @@ def up(bind: str | None, build_models: bool) -> None:
         build_all(settings.model_repository)  # existing versions are kept; only missing ones are built
     env = {**os.environ, "DATA_DIR": str(settings.data_dir), "MODEL_REPOSITORY": str(settings.model_repository)}
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(prepare_metrics_dir(settings)))
+    env["WORKER_METRICS_PORT"] = "0"  # one host, one folder: the web's /metrics already shows every process
     bind = bind or settings.web_bind
     supervisor = Supervisor(env)
     supervisor.add("web", web_argv(settings, bind))

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from core.db import session_scope
 from core.jobs import Verdict, document, fail, insert_results
 from core.models import Job, JobStatus, Media, utcnow
+from core.settings import get_settings
 
 
 class FirstJob(enum.Enum):
@@ -53,6 +54,7 @@ class ClaimedJob:
     started_at: datetime
     callback_url: str | None
     media: dict[str, Any] | None  # sha256, format, kind, size, width, height, storage_key
+    request_id: str | None = None  # of the request that submitted it: on every log line about it
 
     @property
     def storage_key(self) -> str | None:
@@ -112,7 +114,7 @@ def owner_is_dead_here(owner: str | None) -> bool:
 
 
 _RETURNING = (Job.id, Job.owner, Job.text, Job.models, Job.attempts, Job.retries, Job.created_at,
-              Job.started_at, Job.callback_url, Job.media_sha256)
+              Job.started_at, Job.callback_url, Job.media_sha256, Job.request_id)
 
 
 def _claim_values(owner: str, now: datetime, lease_seconds: int) -> dict[str, Any]:
@@ -120,9 +122,9 @@ def _claim_values(owner: str, now: datetime, lease_seconds: int) -> dict[str, An
             "lease_owner": owner, "lease_expires_at": now + timedelta(seconds=lease_seconds), "available_at": None}
 
 
-def _peers(session: Session, limit: int, now: datetime, exclude: str | None) -> Select:
+def _peers(session: Session, limit: int, now: datetime, exclude: str | None, queues: list[str]) -> Select:
     query = select(Job.id).where(
-        Job.status == JobStatus.QUEUED, Job.attempts == 0,
+        Job.status == JobStatus.QUEUED, Job.queue.in_(queues), Job.attempts == 0,
         or_(Job.available_at.is_(None), Job.available_at <= now),
     )
     if exclude:
@@ -142,13 +144,15 @@ def _rows_to_jobs(session: Session, rows: Iterable[Any]) -> list[ClaimedJob]:
             media[m.sha256] = {"sha256": m.sha256, "format": m.format, "kind": m.kind, "size": m.size,
                                "width": m.width, "height": m.height, "storage_key": m.storage_key}
     jobs = [ClaimedJob(r.id, r.owner, r.text, list(r.models or []), r.attempts, r.retries, r.created_at,
-                       r.started_at, r.callback_url, media.get(r.media_sha256 or "")) for r in rows]
+                       r.started_at, r.callback_url, media.get(r.media_sha256 or ""), r.request_id) for r in rows]
     return sorted(jobs, key=lambda j: j.created_at)
 
 
 def claim_batch(owner: str, limit: int, lease_seconds: int, max_attempts: int,
-                first: str | None = None) -> Claimed:
-    """Claim ``first`` (if named and claimable) plus queued peers, up to ``limit`` jobs in all."""
+                first: str | None = None, queues: list[str] | None = None) -> Claimed:
+    """Claim ``first`` (if named and claimable) plus queued peers of ``queues`` (default: the
+    inference queue), up to ``limit`` jobs in all. A worker only takes jobs routed to its queues."""
+    queues = queues or [get_settings().inference_queue]
     now = utcnow()
     state: FirstJob | None = None
     with session_scope() as session:
@@ -168,7 +172,7 @@ def claim_batch(owner: str, limit: int, lease_seconds: int, max_attempts: int,
         suspect = bool(claimed) and claimed[0].attempts > 1  # it was running before: screen it alone
         room = 0 if suspect else limit - len(claimed)
         if room > 0:
-            peers = _peers(session, room, now, first).scalar_subquery()
+            peers = _peers(session, room, now, first, queues).scalar_subquery()
             # PostgreSQL may re-run an IN (… LIMIT n) subquery as a join and claim more than n rows;
             # id = ANY(ARRAY(…)) evaluates the locked selection exactly once.
             chosen = (Job.id == any_(func.array(peers)) if session.get_bind().dialect.name == "postgresql"

@@ -58,7 +58,7 @@ class Job(Base):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
-        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_claim", "status", "queue", "created_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     )
 
@@ -85,6 +85,8 @@ class Job(Base):
     retries: Mapped[int] = mapped_column(Integer, default=0)  # transient re-queues (store / database down)
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
     webhook_updated_at: Mapped[datetime | None]
+    request_id: Mapped[str | None] = mapped_column(String(64))  # the submitting request's id, for the logs
+    queue: Mapped[str] = mapped_column(String(64), default="inference")  # only workers of this queue claim it
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
 
     media: Mapped[Media | None] = relationship(lazy="joined")

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     url_fetch_timeout_seconds: float = Field(5.0, gt=0, description="Connect and per-read timeout of a URL fetch")
     url_fetch_deadline_seconds: float = Field(20.0, gt=0, description="Longest a whole URL fetch may take")
     log_level: str = Field("INFO", description="Python log level")
+    log_format: Literal["json", "text"] = Field("json", description="Log lines as JSON (one object a line) or text")
+    worker_metrics_port: int = Field(
+        9808, ge=0, le=65535, description="Port of each inference worker's own /metrics (0 = none)"
+    )
+    beat_metrics_port: int = Field(
+        9809, ge=0, le=65535, description="Port of beat's /metrics: queue depth and the oldest job's age (0 = none)"
+    )
     web_bind: str = Field("127.0.0.1:8000", description="Address gunicorn binds (`deepscreen web` / `up`)")
     web_workers: int = Field(2, gt=0, description="gunicorn worker processes")
     web_threads: int = Field(

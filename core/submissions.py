@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.jobs import Verdict, document, insert_results, job_document
+from core.logs import request_id_var
 from core.media_types import CONTENT_TYPES
 from core.models import Job, JobStatus, Media, Result, new_id, utcnow
 from core.object_store import ObjectStore, key_for
+from core.settings import get_settings
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, mo
     now = utcnow()
     status = JobStatus.SUCCEEDED if known else JobStatus.QUEUED
     job = Job(id=new_id(), owner=owner, media_sha256=media.sha256, text=text, models=list(models),
-              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0, batch_id=batch_id,
+              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0,
+              request_id=request_id_var.get(), queue=get_settings().inference_queue, batch_id=batch_id,
               created_at=now, updated_at=now, started_at=now if known else None, finished_at=now if known else None)
     verdicts = [Verdict(r.model, r.model_version, r.label, r.score, r.scores,
                         {**r.evidence, "reused_from_job": r.job_id}, r.validation) for r in known]

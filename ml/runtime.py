@@ -1,7 +1,7 @@
 """ONNX Runtime sessions: provider choice, per-process threading, and what a session really got.
 
 Sessions are created after fork (in the worker process), never in a parent process, with few
-intra-op threads so worker processes do not oversubscribe the cores (ONNX_INTRA_OP_THREADS ×
+intra-op threads so worker processes do not oversubscribe the cores (ONNX_INTRA_OP_THREADS x
 inference processes ≤ cores by default). ONNX Runtime silently falls back to the CPU when the CUDA
 provider cannot load (a CUDA / cuDNN mismatch), so callers must trust ``session.get_providers()``, not
 the list they asked for.

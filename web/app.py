@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 
+from core import logs
 from core.batches import MAX_ITEMS
 from core.settings import Settings, get_settings
 from web import (
@@ -15,12 +15,12 @@ from web import (
     console,
     health,
     jobs,
-    log_filters,
     long_poll,
     lookup,
     metrics,
     models_api,
     openapi,
+    request_ids,
     security,
     text_api,
 )
@@ -44,11 +44,11 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     )
     if test_config:
         app.config.update(test_config)
-    logging.basicConfig(level=settings.log_level)
-    log_filters.install()
+    logs.configure(settings.log_level, settings.log_format, "web")
     app.extensions["deepscreen.settings"] = settings
     app.extensions["deepscreen.celery"] = make_celery(settings)
 
+    request_ids.install(app)  # first: every later line of the request carries its id
     app.before_request(auth.load_principal)  # before the limiter, which keys on the caller
     long_poll.install(app)  # before the limiter: its after_request then sees the limiter's Retry-After
     limiter.init_app(app)

@@ -7,6 +7,7 @@ import logging
 from celery import Celery
 from flask import current_app
 
+from core.logs import request_id_var
 from workers.celery_app import TASK_SCREEN, TASK_TEXT, TASK_WEBHOOK
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def enqueue_job(job_id: str) -> bool:
         # without it every send subscribes to the result backend, which during a Redis outage retries
         # for ~20 s per request and otherwise leaves one pub/sub subscription per job in the web process.
         celery().send_task(TASK_SCREEN, args=[job_id], task_id=job_id, retry=True, retry_policy=RETRY_POLICY,
-                           ignore_result=True)
+                           ignore_result=True, headers={"request_id": request_id_var.get()})
     except Exception as exc:
         log.warning("broker unavailable, job %s will be re-sent by the sweep: %s", job_id, exc)
         return False
@@ -39,7 +40,8 @@ def enqueue_webhook(job_id: str) -> None:
 
 
 def screen_texts(texts: list[str], timeout: float) -> list[dict]:
-    result = celery().send_task(TASK_TEXT, args=[texts], retry=True, retry_policy=RETRY_POLICY)
+    result = celery().send_task(TASK_TEXT, args=[texts], retry=True, retry_policy=RETRY_POLICY,
+                                headers={"request_id": request_id_var.get()})
     try:
         return result.get(timeout=timeout, propagate=True)
     finally:

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import logs
 from core.job_queue import ClaimedJob, Outcome
 from core.jobs import Verdict
 from core.object_store import BlobMissing, ObjectStore, StorageUnavailable
@@ -71,7 +72,12 @@ def _prepare_one(job: ClaimedJob, store: ObjectStore, limits: DecodeLimits) -> t
 def prepare(jobs: list[ClaimedJob], store: ObjectStore, limits: DecodeLimits, pool: Executor,
             timer: BatchTimer) -> list[Prepared]:
     """Fetch and decode concurrently (object-store GETs and image decoding release the GIL)."""
-    results = list(pool.map(lambda job: _prepare_one(job, store, limits), jobs))
+    def one(job: ClaimedJob) -> tuple[Prepared, float, float]:
+        with logs.job_context(job.id, job.request_id):
+            log.debug("claimed job %s (attempt %d)", job.id, job.attempts)
+            return _prepare_one(job, store, limits)
+
+    results = list(pool.map(one, jobs))
     for _, fetch_s, decode_s in results:
         timer.add("fetch", fetch_s)
         timer.add("decode", decode_s)
@@ -124,6 +130,8 @@ def infer(prepared: list[Prepared], get_pipeline: Callable[[str], Pipeline], tim
         timer.add("infer", time.perf_counter() - started, name)
         for p, result in zip(wanting, results, strict=True):
             if isinstance(result, Exception):
+                with logs.job_context(p.job.id, p.job.request_id):
+                    log.error("%s/%s failed on job %s: %s", name, pipeline.version, p.job.id, result)
                 failures[p.job.id] = Outcome(p.job, error=("internal_error", f"{type(result).__name__}: {result}"),
                                              requeue=True)
             else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from core.settings import Settings, get_settings
 
@@ -46,7 +46,10 @@ def celery_config(settings: Settings) -> dict:
         "task_soft_time_limit": settings.task_soft_time_limit,
         "task_time_limit": settings.task_time_limit,
         "task_default_queue": settings.inference_queue,
-        "task_queues": [Queue(settings.inference_queue), Queue(settings.text_queue), Queue(settings.control_queue)],
+        # Each queue its own direct exchange and routing key: a bare Queue(name) would bind every queue
+        # to the default exchange under the default queue's key, and each message would land in all.
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in (settings.inference_queue, settings.text_queue, settings.control_queue)],
         # Repairs and webhooks ride their own queue and worker, so they never wait behind inference
         # messages (a wedged or saturated inference worker must not stop the repair of its jobs).
         "task_routes": {

@@ -27,6 +27,7 @@ class WorkerProcess:
     fetch_pool: ThreadPoolExecutor
     planner: ThreadPoolExecutor  # claims and prepares the next batch while the models run
     queues: str = ""
+    inference_queues: list[str] = field(default_factory=list)  # whose jobs this process claims
     info: dict[str, Any] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)  # jobs claimed and not yet recorded: their leases are renewed
     _held_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import OperationalError
 
-from core import job_queue, status_cache
+from core import job_queue, logs, status_cache
 from core.job_queue import Claimed, FirstJob, Outcome
 from core.object_store import get_store
 from core.settings import get_settings
@@ -46,8 +46,9 @@ Send = Callable[[str, float], None]  # (job id, countdown seconds) → a wake-up
 def _claim(first: str | None, wake: Send | None = None) -> Claimed:
     settings = get_settings()
     worker = process.current()
+    queues = worker.inference_queues or [settings.inference_queue]
     claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
-                                    settings.max_attempts, first)
+                                    settings.max_attempts, first, queues)
     if claimed.first is FirstJob.LEASED and first is not None:
         # The holder may be a process on this host that was just killed (prefork redelivers at once):
         # then there is no need to wait for its lease to run out.
@@ -60,13 +61,13 @@ def _claim(first: str | None, wake: Send | None = None) -> Claimed:
                 if job_id != first and wake is not None:
                     wake(job_id, 0.0)
             claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
-                                            settings.max_attempts, first)
+                                            settings.max_attempts, first, queues)
     worker.hold([j.id for j in claimed.jobs])
     suspect = claimed.jobs and claimed.jobs[0].attempts > 1
     if claimed.jobs and len(claimed.jobs) < settings.batch_max and settings.batch_wait_ms and not suspect:
         time.sleep(settings.batch_wait_ms / 1000)  # let a burst fill the batch (GPU throughput)
         more = job_queue.claim_batch(worker.identity, settings.batch_max - len(claimed.jobs),
-                                     settings.lease_seconds, settings.max_attempts)
+                                     settings.lease_seconds, settings.max_attempts, queues=queues)
         worker.hold([j.id for j in more.jobs])
         claimed.jobs += more.jobs
     return claimed
@@ -98,15 +99,22 @@ def _finish(outcomes: list[Outcome], timer: BatchTimer, wake: Send, webhook: Cal
         worker.let_go(ids)  # recorded, or given up: either way its lease is no longer renewed
     timer.add("record", time.perf_counter() - started)
     status_cache.put_many(recorded.documents)
+    request_ids = {o.job.id: o.job.request_id for o in outcomes}
     for doc in recorded.documents:
         delivery.statuses[doc["id"]] = doc["status"]
         code = (doc.get("error") or {}).get("code") or ""
         for model in doc["models"]:
             metrics.JOBS_FINISHED.labels(model, doc["status"], code).inc()
+        with logs.job_context(doc["id"], request_ids.get(doc["id"])):
+            log.info("job %s %s%s", doc["id"], doc["status"], f" ({code})" if code else "", extra={
+                "status": doc["status"], "error_code": code or None, "batch_size": len(outcomes),
+                "models": {m: r["model_version"] for m, r in doc["results"].items()}})
     for job_id in recorded.webhooks:
         webhook(job_id)
     for job_id, delay in recorded.requeued.items():
         delivery.statuses[job_id] = "queued"
+        with logs.job_context(job_id, request_ids.get(job_id)):
+            log.info("job %s re-queued (retry in %.0f s)", job_id, delay)
         wake(job_id, delay)
 
 

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
-from core import job_queue, repairs, status_cache
+from core import job_queue, logs, repairs, status_cache
 from core.db import dispose_engine
 from core.settings import get_settings
 from ml.runtime import ProviderError, choose_providers
@@ -28,6 +37,7 @@ def _start(queues: str) -> None:
     model_cache.preload(settings.model_names)
     worker = process.current()
     worker.queues = queues
+    worker.inference_queues = [q for q in queues.split(",") if q not in (settings.text_queue, settings.control_queue)]
     worker.info.update(models=model_cache.loaded(), batch_max=settings.batch_max,
                        onnx_threads=settings.onnx_intra_op_threads, requested_providers=settings.onnx_providers)
     _adopt_orphans()
@@ -83,3 +93,35 @@ def _ready(sender: object = None, **_kwargs: object) -> None:
 @worker_shutdown.connect
 def _stop(**_kwargs: object) -> None:
     process.stop_current()
+
+
+@setup_logging.connect
+def _logging(loglevel: object = None, **_kwargs: object) -> None:
+    """JSON lines (LOG_FORMAT) with the job and request ids, instead of Celery's own set-up; the
+    level is the worker's --loglevel (deepscreen passes LOG_LEVEL)."""
+    settings = get_settings()
+    level = loglevel if isinstance(loglevel, str) else logging.getLevelName(loglevel) if loglevel else None
+    logs.configure(level or settings.log_level, settings.log_format, "worker")
+
+
+@task_prerun.connect
+def _task_ids(task: object = None, args: tuple = (), **_kwargs: object) -> None:
+    request = getattr(task, "request", None)
+    request_id = getattr(request, "request_id", None) or (getattr(request, "headers", None) or {}).get("request_id")
+    logs.request_id_var.set(logs.clean_request_id(request_id))
+    logs.job_id_var.set(str(args[0]) if args and getattr(task, "name", "") != "deepscreen.text" else None)
+
+
+@task_postrun.connect
+def _task_ids_done(**_kwargs: object) -> None:
+    logs.request_id_var.set(None)
+    logs.job_id_var.set(None)
+
+
+@worker_init.connect
+def _metrics_server(sender: object = None, **_kwargs: object) -> None:
+    """The worker's own /metrics (WORKER_METRICS_PORT; beat's exporter on BEAT_METRICS_PORT for the
+    control worker), aggregating its pool processes through PROMETHEUS_MULTIPROC_DIR."""
+    from workers import metrics_server
+
+    metrics_server.start(_app_queues())

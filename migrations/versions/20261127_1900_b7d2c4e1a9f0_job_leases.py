@@ -24,7 +24,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("retries", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("webhook_status", sa.String(length=16), nullable=True))
         batch.add_column(sa.Column("webhook_updated_at", sa.DateTime(timezone=True), nullable=True))
-        batch.create_index("ix_jobs_status_created", ["status", "created_at"])
+        batch.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
+        batch.add_column(sa.Column("queue", sa.String(length=64), nullable=False, server_default="inference"))
+        batch.create_index("ix_jobs_claim", ["status", "queue", "created_at"])
         batch.create_index("ix_jobs_status_lease", ["status", "lease_expires_at"])
     with op.batch_alter_table("results") as batch:
         batch.add_column(sa.Column("validation", sa.JSON(), nullable=True))
@@ -49,7 +51,7 @@ def downgrade() -> None:
         batch.drop_column("validation")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_index("ix_jobs_status_lease")
-        batch.drop_index("ix_jobs_status_created")
-        for column in ("webhook_updated_at", "webhook_status", "retries", "available_at", "lease_expires_at",
+        batch.drop_index("ix_jobs_claim")
+        for column in ("queue", "request_id", "webhook_updated_at", "webhook_status", "retries", "available_at", "lease_expires_at",
                        "lease_owner"):
             batch.drop_column(column)

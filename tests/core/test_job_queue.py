@@ -206,3 +206,11 @@ def test_lost_messages_and_pending_webhooks_are_found(queue_db: str) -> None:
     repairs.mark_webhook(fresh, "sent")
     with session_scope() as session:
         assert session.scalar(select(Job.webhook_status).where(Job.id == fresh)) == "sent"
+
+
+def test_a_worker_claims_only_the_jobs_routed_to_its_queues(queue_db: str) -> None:
+    [gpu, cpu] = make_jobs(2)
+    with session_scope() as session:
+        session.execute(update(Job).where(Job.id == gpu).values(queue="gpu"))
+    assert [j.id for j in job_queue.claim_batch("w", 8, 30, 3, queues=["inference"]).jobs] == [cpu]
+    assert [j.id for j in job_queue.claim_batch("g", 8, 30, 3, queues=["gpu", "inference"]).jobs] == [gpu]

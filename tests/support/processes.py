@@ -17,6 +17,15 @@ from tests.support.tcp_proxy import TcpProxy
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the test process dies (a killed or timed-out pytest
+    must not leave workers behind that consume the next run's messages)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -76,7 +85,7 @@ class Service:
     def start(self) -> None:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
 
     def wait_http(self, url: str, timeout: float, what: str, healthy: int | None = 200) -> None:
         """Wait until ``url`` answers (with ``healthy`` when given); fail at once if the process died."""
