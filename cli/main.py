@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from cli import admin, eval_cmd, models_cmd, models_tools, scan, serve, train_deepfake, train_meme, train_text
+from cli import (
+    admin,
+    eval_cmd,
+    lifecycle_cmd,
+    models_cmd,
+    models_tools,
+    scan,
+    serve,
+    train_deepfake,
+    train_meme,
+    train_text,
+)
 from cli.backup import backup
 
 
@@ -22,7 +33,9 @@ for command in (serve.up, serve.web, serve.worker, serve.beat, admin.db, admin.t
                 models_cmd.models, scan.scan, eval_cmd.eval_cmd):
     main.add_command(command)
 main.add_command(backup)
-for command in (models_tools.quantize_cmd, models_tools.parity_cmd, models_tools.import_cmd):
+main.add_command(lifecycle_cmd.reprocess_group)
+for command in (models_tools.quantize_cmd, models_tools.parity_cmd, models_tools.import_cmd,
+                lifecycle_cmd.promote, lifecycle_cmd.shadow, lifecycle_cmd.retire, lifecycle_cmd.compare):
     models_cmd.models.add_command(command)
 train.add_command(train_deepfake.train_deepfake)
 train.add_command(train_meme.train_meme)

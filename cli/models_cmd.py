@@ -41,15 +41,36 @@ def build(only: tuple[str, ...], force: bool) -> None:
 def list_models(as_json: bool) -> None:
     """Models and versions in the repository."""
     repo = ModelRepository(settings_or_exit().model_repository)
-    rows = [{**repo.manifest(n).summary(), "versions": repo.versions(n)} for n in repo.names()]
+    states = _states(repo)
+    rows = []
+    for name in repo.names():
+        live = next((v for v, s in states.get(name, {}).items() if s == "live"), None)
+        rows.append({**repo.manifest(name, live).summary(), "versions": repo.versions(name),
+                     "states": states.get(name, {})})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
         click.echo(f"no models in {repo.root} (run `deepscreen models build`)")
     for row in rows:
-        click.echo(f"{row['name']:<12} live v{row['version']:<4} versions {','.join(row['versions']):<8} "
+        versions = ",".join(f"{v}({row['states'].get(v, '?')})" for v in row["versions"])
+        click.echo(f"{row['name']:<12} live v{row['version']:<4} versions {versions:<28} "
                    f"{row['task']:<10} {row['description']}")
+
+
+def _states(repo: ModelRepository) -> dict[str, dict[str, str]]:
+    """name → version → state from the database (registering new versions); empty without a database."""
+    from core import model_registry
+
+    try:
+        model_registry.serving(repo)
+        out: dict[str, dict[str, str]] = {}
+        for row in model_registry.versions():
+            out.setdefault(row["name"], {})[row["version"]] = row["state"]
+        return out
+    except Exception as exc:  # no database yet (before `deepscreen db upgrade`): the folders alone
+        click.echo(f"(database unavailable, showing the newest versions: {exc.__class__.__name__})", err=True)
+        return {}
 
 
 @models.command("verify")

@@ -28,7 +28,8 @@ def worker_argv(settings: Settings, queues: str | None = None, concurrency: int 
     """An inference worker. ``prefork`` (service mode): one parent, ``concurrency`` pool processes.
     ``solo`` (embedded mode): the process runs tasks itself; ``deepscreen up`` runs one per core."""
     return [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-            "-Q", queues or f"{settings.inference_queue},{settings.text_queue}", "--pool", pool,
+            "-Q", queues or f"{settings.inference_queue},{settings.text_queue},{settings.reprocess_queue}",
+            "--pool", pool,
             "-c", str(concurrency or settings.inference_processes), "-n", hostname,
             "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
 

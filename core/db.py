@@ -6,16 +6,20 @@ parent, so ``dispose_engine()`` is called after fork; the next use builds a fres
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as exc_module
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
 
 _engine: Engine | None = None
 _sessionmaker: sessionmaker[Session] | None = None
+_lock = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -32,17 +36,41 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # pool_pre_ping: a PostgreSQL restart must not surface as a 500 on the next request.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
-    )
+    engine = create_engine(url, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5})
+    event.listen(engine, "checkout", _ping_if_idle)
+    event.listen(engine, "checkin", _mark_used)
+    return engine
+
+
+IDLE_PING_SECONDS = 5.0
+
+
+def _mark_used(_dbapi_connection, record) -> None:
+    record.info["used_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection, record, _proxy) -> None:
+    """A PostgreSQL restart must not surface as a 500 on the next request, yet pinging on every
+    checkout (pool_pre_ping) costs a round trip per transaction. Ping only a connection idle for a
+    while: a busy one is known good, and one that died since is replaced by the pool."""
+    if time.monotonic() - record.info.get("used_at", 0.0) < IDLE_PING_SECONDS:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.close()
+    except Exception as exc:
+        raise exc_module.DisconnectionError(str(exc)) from exc
 
 
 def get_engine() -> Engine:
     global _engine, _sessionmaker
     if _engine is None:
-        _engine = make_engine(get_settings().database_url)
-        _sessionmaker = sessionmaker(_engine, expire_on_commit=False)
+        with _lock:  # gthread web workers: the first requests race here; one engine (one pool) per process
+            if _engine is None:
+                engine = make_engine(get_settings().database_url)
+                _sessionmaker = sessionmaker(engine, expire_on_commit=False)
+                _engine = engine
     return _engine
 
 

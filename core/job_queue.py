@@ -27,7 +27,7 @@ from sqlalchemy import Select, and_, any_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.jobs import Verdict, document, fail, insert_results
+from core.jobs import Verdict, document, fail, insert_results, refresh_cache
 from core.models import Job, JobStatus, Media, utcnow
 from core.settings import get_settings
 
@@ -149,9 +149,14 @@ def _rows_to_jobs(session: Session, rows: Iterable[Any]) -> list[ClaimedJob]:
 
 
 def claim_batch(owner: str, limit: int, lease_seconds: int, max_attempts: int,
-                first: str | None = None, queues: list[str] | None = None) -> Claimed:
+                first: str | None = None, queues: list[str] | None = None, explain: bool = True) -> Claimed:
     """Claim ``first`` (if named and claimable) plus queued peers of ``queues`` (default: the
-    inference queue), up to ``limit`` jobs in all. A worker only takes jobs routed to its queues."""
+    inference queue), up to ``limit`` jobs in all. A worker only takes jobs routed to its queues.
+
+    Two statements at most. ``explain`` adds a read saying why ``first`` was not claimed (and fails it
+    if it used up its attempts); the worker's hot path skips it: most wake-ups find their job already
+    taken by a batch, and an exhausted job is failed where its attempts run out (record_batch,
+    expire_leases, release_owner)."""
     queues = queues or [get_settings().inference_queue]
     now = utcnow()
     state: FirstJob | None = None
@@ -167,7 +172,7 @@ def claim_batch(owner: str, limit: int, lease_seconds: int, max_attempts: int,
             if row is not None:
                 state = FirstJob.CLAIMED
                 claimed.append(row)
-            else:
+            elif explain:
                 state = _why_not(session, first, max_attempts, now)
         suspect = bool(claimed) and claimed[0].attempts > 1  # it was running before: screen it alone
         room = 0 if suspect else limit - len(claimed)
@@ -204,16 +209,29 @@ def lease_owner(job_id: str) -> str | None:
         return session.scalar(select(Job.lease_owner).where(Job.id == job_id, Job.status == JobStatus.RUNNING))
 
 
-def release_owner(owner: str, code: str = "worker_lost") -> list[str]:
-    """Put every job ``owner`` holds back in the queue (its process is gone). Returns their ids."""
+def release_owner(owner: str, max_attempts: int, code: str = "worker_lost") -> list[str]:
+    """Put every job ``owner`` holds back in the queue (its process is gone), or fail it
+    ``attempts_exhausted`` when that was its last attempt. Returns the re-queued ids."""
     now = utcnow()
+    held = and_(Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
     with session_scope() as session:
+        spent = session.execute(
+            update(Job).where(held, Job.attempts >= max_attempts)
+            .values(status=JobStatus.FAILED, lease_owner=None, lease_expires_at=None, updated_at=now,
+                    finished_at=now, error_code="attempts_exhausted",
+                    error_message=f"gave up after {max_attempts} attempts (its worker died each time)",
+                    webhook_status=case((Job.callback_url.is_not(None), "pending"), else_=None),
+                    webhook_updated_at=now)
+            .returning(Job.id).execution_options(synchronize_session=False)
+        ).scalars().all()
         rows = session.execute(
-            update(Job).where(Job.lease_owner == owner, Job.status == JobStatus.RUNNING)
+            update(Job).where(held)
             .values(status=JobStatus.QUEUED, lease_owner=None, lease_expires_at=None, updated_at=now,
                     error_code=code, error_message="the worker holding this job died; re-queued")
-            .returning(Job.id)
+            .returning(Job.id).execution_options(synchronize_session=False)
         ).scalars().all()
+    for job_id in spent:
+        refresh_cache(job_id)
     return list(rows)
 
 

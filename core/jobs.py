@@ -32,6 +32,7 @@ class Verdict:
     scores: dict[str, float]
     evidence: dict[str, Any]
     validation: dict[str, Any] | None = None
+    kind: str = "verdict"  # verdict | reprocess | shadow (never shown as the verdict)
 
 
 # Results recorded before validation blocks existed say so explicitly rather than showing nothing.
@@ -74,14 +75,47 @@ def document(*, job_id: str, owner: str, status: str, attempts: int, models: lis
         "updated_at": _iso(updated_at),
         "started_at": _iso(started_at),
         "finished_at": _iso(finished_at),
-        "results": {
-            v.model: {"model_version": v.model_version, "label": v.label, "score": v.score,
-                      "scores": v.scores, "evidence": v.evidence, "validation": v.validation or NOT_VALIDATED}
-            for v in sorted(verdicts, key=lambda v: v.model)
-        },
+        "results": {v.model: _result(v) for v in verdict_per_model(verdicts)},
         "error": {"code": error[0], "message": error[1]} if error and error[0] else None,
         "callback_url": callback_url,
     }
+
+
+def _result(v: Verdict) -> dict[str, Any]:
+    return {"model_version": v.model_version, "label": v.label, "score": v.score, "scores": v.scores,
+            "evidence": v.evidence, "validation": v.validation or NOT_VALIDATED}
+
+
+def verdict_per_model(verdicts: list[Verdict]) -> list[Verdict]:
+    """The verdict shown for each model: the live version's result when there is one (a job that was
+    reprocessed), else the newest result that was a verdict when made. Shadow results never show."""
+    shown: dict[str, list[Verdict]] = {}
+    for v in verdicts:
+        if v.kind != "shadow":
+            shown.setdefault(v.model, []).append(v)
+    out = []
+    live: dict[str, str] | None = None
+    for model, candidates in sorted(shown.items()):
+        if len(candidates) > 1:
+            if live is None:
+                from core.model_registry import live_versions
+
+                live = live_versions()
+            match = [v for v in candidates if v.model_version == live.get(model)]
+            out.append(match[-1] if match else candidates[-1])
+        else:
+            out.append(candidates[0])
+    return out
+
+
+def history(job: Job) -> dict[str, list[dict[str, Any]]]:
+    """Every result of a job, superseded and shadow ones included (``?versions=all``)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in job.results:
+        out.setdefault(r.model, []).append({
+            "model_version": r.model_version, "kind": r.kind, "label": r.label, "score": r.score,
+            "scores": r.scores, "created_at": _iso(r.created_at), "validation": r.validation or NOT_VALIDATED})
+    return out
 
 
 def job_document(job: Job) -> dict[str, Any]:
@@ -89,7 +123,7 @@ def job_document(job: Job) -> dict[str, Any]:
         job_id=job.id, owner=job.owner, status=job.status, attempts=job.attempts, models=job.models,
         media=media_fields(job.media), created_at=job.created_at, updated_at=job.updated_at,
         started_at=job.started_at, finished_at=job.finished_at,
-        verdicts=[Verdict(r.model, r.model_version, r.label, r.score, r.scores, r.evidence, r.validation)
+        verdicts=[Verdict(r.model, r.model_version, r.label, r.score, r.scores, r.evidence, r.validation, r.kind)
                   for r in job.results],
         error=(job.error_code, job.error_message), callback_url=job.callback_url,
     )
@@ -106,7 +140,7 @@ def refresh_cache(job_id: str) -> dict[str, Any] | None:
         if job is None:
             return None
         doc = job_document(job)
-    status_cache.put(doc)
+    status_cache.put(doc, announce=True)
     return doc
 
 
@@ -117,7 +151,7 @@ def insert_results(session: Session, rows: list[tuple[str, Verdict]]) -> None:
     now = utcnow()
     values = [{"job_id": job_id, "model": v.model, "model_version": v.model_version, "label": v.label,
                "score": v.score, "scores": v.scores, "evidence": v.evidence, "validation": v.validation,
-               "created_at": now}
+               "kind": v.kind, "created_at": now}
               for job_id, v in rows]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     session.execute(insert(Result).values(values).on_conflict_do_nothing(

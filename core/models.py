@@ -50,6 +50,7 @@ class Media(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     storage_key: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]  # retention removed the blob; a new upload stores it again
 
 
 class Job(Base):
@@ -58,6 +59,7 @@ class Job(Base):
         UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_idempotency_key"),
         Index("ix_jobs_owner_created", "owner", "created_at"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_claim", "status", "queue", "created_at"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     )
@@ -86,12 +88,14 @@ class Job(Base):
     webhook_status: Mapped[str | None] = mapped_column(String(16))  # pending | sent | failed
     webhook_updated_at: Mapped[datetime | None]
     request_id: Mapped[str | None] = mapped_column(String(64))  # the submitting request's id, for the logs
+    notify_rescreen: Mapped[bool] = mapped_column(default=False)  # webhook job.rescreened when a verdict flips
     queue: Mapped[str] = mapped_column(String(64), default="inference")  # only workers of this queue claim it
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), index=True)
 
     media: Mapped[Media | None] = relationship(lazy="joined")
     results: Mapped[list[Result]] = relationship(
-        back_populates="job", lazy="selectin", order_by="Result.model", cascade="all, delete-orphan"
+        back_populates="job", lazy="selectin", order_by="(Result.model, Result.id)",
+        cascade="all, delete-orphan"
     )
 
 
@@ -112,6 +116,9 @@ class Result(Base):
     # The model version's validation block at the time it judged (what it was evaluated on, figures,
     # date — or "not validated on real data"), so no label is ever shown without its quality.
     validation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # verdict: screened as the live version; reprocess: re-screened by a reprocessing run; shadow: a
+    # shadow version's opinion, stored for comparison and never shown as the verdict.
+    kind: Mapped[str] = mapped_column(String(16), default="verdict")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="results")
@@ -147,6 +154,7 @@ class ApiKey(Base):
     # on every request its tokens make, and an end after which neither it nor its tokens work.
     rate_limit: Mapped[str | None] = mapped_column(String(64))
     expires_at: Mapped[datetime | None]
+    retention_days: Mapped[int | None] = mapped_column(Integer)  # overrides RETENTION_DAYS for its uploads
 
 
 class Batch(Base):

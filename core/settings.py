@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     inference_queue: str = Field("inference", description="Celery queue for media jobs")
     text_queue: str = Field("text", description="Celery queue for synchronous text screening")
     control_queue: str = Field("control", description="Celery queue for sweeps and webhooks (never behind inference)")
+    reprocess_queue: str = Field("reprocess", description="Celery queue for reprocessing chunks (inference workers)")
+    reprocess_rate: float = Field(20.0, gt=0, description="Reprocessing: jobs per second at most, per run")
+    reprocess_chunk: int = Field(16, gt=0, description="Reprocessing: jobs screened per chunk")
+    reprocess_on_promote: bool = Field(True, description="A promotion starts a reprocessing run over stored uploads")
+    reprocess_every_hours: float = Field(
+        0.0, ge=0, description="Beat re-screens what the live versions have not judged, this often (0 = never)"
+    )
+    retention_days: float = Field(
+        0.0, ge=0, description="Expire uploads and results after this many days (0 = keep; API keys may override)"
+    )
+    keep_verdicts: bool = Field(True, description="An expired job keeps its verdict summary (label, score)")
     batch_max: int = Field(8, gt=0, description="Most queued jobs an inference worker screens in one batch")
     batch_wait_ms: int = Field(
         2, ge=0, description="How long a worker waits for more queued jobs when its batch is not full"
@@ -208,9 +219,18 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
+_secret_files: dict[Path, tuple[float, str]] = {}
+
+
 def _read_secret_file(path: Path) -> str:
+    """The embedded mode's generated secret, read again only when the file changes (it is asked for
+    on every request)."""
     try:
-        return path.read_text().strip()
+        mtime = path.stat().st_mtime
+        cached = _secret_files.get(path)
+        if cached is None or cached[0] != mtime:
+            _secret_files[path] = cached = (mtime, path.read_text().strip())
+        return cached[1]
     except OSError:
         return ""
 

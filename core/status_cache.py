@@ -1,4 +1,5 @@
-"""The Redis status cache: the job document clients poll, written at every transition.
+"""The status cache: final job documents clients poll, in Redis (shared by every process) or, without
+REDIS_URL (the embedded mode), in this process's memory for a few seconds.
 
 It is only a cache: any failure here is logged and ignored, and readers fall back to the database.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from functools import cache
 from typing import Any
 
@@ -17,6 +19,7 @@ from core.settings import get_settings
 log = logging.getLogger(__name__)
 PREFIX = "deepscreen:job:"
 DONE_CHANNEL = "deepscreen:job-finished"
+FINAL = ("succeeded", "failed", "expired")
 
 
 @cache
@@ -27,9 +30,27 @@ def get_redis() -> redis.Redis | None:
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
 
 
-def put(doc: dict[str, Any]) -> None:
+LOCAL_TTL = 10.0  # seconds a process trusts its own copy (no shared cache to invalidate it)
+LOCAL_MAX = 10_000
+_local: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def _remember(doc: dict[str, Any]) -> None:
+    if doc.get("status") not in FINAL:
+        return
+    if len(_local) >= LOCAL_MAX:
+        _local.clear()
+    _local[doc["id"]] = (time.monotonic() + LOCAL_TTL, doc)
+
+
+def put(doc: dict[str, Any], announce: bool = False) -> None:
+    """Cache one job's document; ``announce`` a job that just became final (long polls wake on it)."""
+    if announce and doc.get("status") in FINAL:
+        put_many([doc])
+        return
     client = get_redis()
     if client is None:
+        _remember(doc)
         return
     try:
         client.set(PREFIX + doc["id"], json.dumps(doc), ex=get_settings().status_cache_ttl)
@@ -42,6 +63,8 @@ def put_many(docs: list[dict[str, Any]]) -> None:
     wake on it)."""
     client = get_redis()
     if client is None or not docs:
+        for doc in docs:
+            _remember(doc)
         return
     ttl = get_settings().status_cache_ttl
     try:
@@ -57,7 +80,8 @@ def put_many(docs: list[dict[str, Any]]) -> None:
 def get(job_id: str) -> dict[str, Any] | None:
     client = get_redis()
     if client is None:
-        return None
+        hit = _local.get(job_id)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
     try:
         raw = client.get(PREFIX + job_id)
     except redis.RedisError as exc:
@@ -67,5 +91,6 @@ def get(job_id: str) -> dict[str, Any] | None:
 
 
 def forget() -> None:
-    """Drop the cached client (after fork, or when settings change in tests)."""
+    """Drop the cached client and copies (after fork, or when settings change in tests)."""
     get_redis.cache_clear()
+    _local.clear()

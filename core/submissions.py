@@ -45,7 +45,7 @@ def _known_results(session: Session, sha256: str, text: str | None, wanted: dict
     """Results of an earlier succeeded job on the same bytes and text, at the live model versions."""
     query = (
         select(Result).join(Job)
-        .where(Job.media_sha256 == sha256, Job.status == JobStatus.SUCCEEDED,
+        .where(Job.media_sha256 == sha256, Job.status == JobStatus.SUCCEEDED, Result.kind != "shadow",
                Job.text.is_(None) if text is None else Job.text == text)
         .order_by(Result.created_at.desc())
     )
@@ -66,12 +66,12 @@ def _existing(session: Session, owner: str, idempotency_key: str) -> Job | None:
 
 def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, models: dict[str, str],
            idempotency_key: str | None = None, callback_url: str | None = None,
-           batch_id: str | None = None) -> Submission:
+           batch_id: str | None = None, notify_rescreen: bool = False) -> Submission:
     """``models`` maps each requested model to its live version (for the known-verdict check);
     ``batch_id`` names the batch (core.batches) the job is an item of.
 
-    Few round trips: one read (media row, and known verdicts only when the bytes were seen before), the
-    blob PUT for new content, then one transaction inserting the media row and the job.
+    Few round trips: one transaction reads the media row (and known verdicts only when the bytes were
+    seen before), PUTs the blob for new content, and inserts the media row and the job.
     """
     if idempotency_key:
         with session_scope() as session:
@@ -79,32 +79,37 @@ def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, mo
             if job is not None:
                 return Submission(job_document(job), needs_enqueue=False, replayed=True)
 
-    with session_scope() as session:
-        stored = session.get(Media, media.sha256) is not None
-        known = _known_results(session, media.sha256, text, models) if stored else []
-        session.expunge_all()
-    key = key_for(media.sha256)
-    if not stored:  # content-addressed: a PUT that races another upload of the same bytes is harmless
-        store.put(key, media.data, CONTENT_TYPES[media.fmt])
-
     now = utcnow()
-    status = JobStatus.SUCCEEDED if known else JobStatus.QUEUED
-    job = Job(id=new_id(), owner=owner, media_sha256=media.sha256, text=text, models=list(models),
-              idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0,
-              request_id=request_id_var.get(), queue=get_settings().inference_queue, batch_id=batch_id,
-              created_at=now, updated_at=now, started_at=now if known else None, finished_at=now if known else None)
-    verdicts = [Verdict(r.model, r.model_version, r.label, r.score, r.scores,
-                        {**r.evidence, "reused_from_job": r.job_id}, r.validation) for r in known]
+    key = key_for(media.sha256)
+    job_id = new_id()
     try:
+        # One transaction (one pooled connection): is the content known? store it if not, then the
+        # job row. The blob is written before the row that points at it is committed.
         with session_scope() as session:
-            if not stored:
-                insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            stored = session.scalar(select(Media.sha256).where(
+                Media.sha256 == media.sha256, Media.deleted_at.is_(None))) is not None
+            known = _known_results(session, media.sha256, text, models) if stored else []
+            verdicts = [Verdict(r.model, r.model_version, r.label, r.score, r.scores,
+                                {**r.evidence, "reused_from_job": r.job_id}, r.validation) for r in known]
+            status = JobStatus.SUCCEEDED if known else JobStatus.QUEUED
+            finished = now if known else None
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            if not stored:  # content-addressed: a PUT racing another upload of the same bytes is harmless
+                store.put(key, media.data, CONTENT_TYPES[media.fmt])
                 session.execute(insert(Media).values(
-                    sha256=media.sha256, size=len(media.data), format=media.fmt, kind=media.kind, width=media.width,
-                    height=media.height, storage_key=key, created_at=now).on_conflict_do_nothing())
-            session.add(job)
-            session.flush()
-            insert_results(session, [(job.id, v) for v in verdicts])
+                    sha256=media.sha256, size=len(media.data), format=media.fmt, kind=media.kind,
+                    width=media.width, height=media.height, storage_key=key, created_at=now,
+                ).on_conflict_do_update(index_elements=["sha256"], set_={"deleted_at": None}))  # retention removed it
+            session.execute(insert(Job).values(
+                id=job_id, owner=owner, media_sha256=media.sha256, text=text, models=list(models),
+                idempotency_key=idempotency_key, callback_url=callback_url, status=status, attempts=0, retries=0,
+                request_id=request_id_var.get(), queue=get_settings().inference_queue, batch_id=batch_id,
+                notify_rescreen=notify_rescreen,
+                created_at=now, updated_at=now, started_at=finished, finished_at=finished,
+                webhook_status="pending" if known and callback_url else None,
+            ))
+            insert_results(session, [(job_id, v) for v in verdicts])
     except IntegrityError:
         # Two requests raced on the same Idempotency-Key: the other one won.
         if idempotency_key:
@@ -113,9 +118,9 @@ def submit(store: ObjectStore, owner: str, media: NewMedia, text: str | None, mo
                 if existing is not None:
                     return Submission(job_document(existing), needs_enqueue=False, replayed=True)
         raise
-    doc = document(job_id=job.id, owner=owner, status=status, attempts=0, models=list(models),
+    doc = document(job_id=job_id, owner=owner, status=status, attempts=0, models=list(models),
                    media={"sha256": media.sha256, "format": media.fmt, "kind": media.kind, "size": len(media.data),
                           "width": media.width, "height": media.height},
-                   created_at=now, updated_at=now, started_at=job.started_at, finished_at=job.finished_at,
+                   created_at=now, updated_at=now, started_at=finished, finished_at=finished,
                    verdicts=verdicts, error=None, callback_url=callback_url)
     return Submission(doc, needs_enqueue=status == JobStatus.QUEUED, replayed=False)

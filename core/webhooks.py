@@ -73,13 +73,14 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now: flo
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
-def deliver(url: str, doc: dict[str, Any], secret: str, timeout: float = 10.0) -> int:
+def deliver(url: str, doc: dict[str, Any], secret: str, timeout: float = 10.0, event: str = "job.finished",
+            extra: dict[str, Any] | None = None) -> int:
     """POST once; returns the HTTP status. Raises requests.RequestException on a network failure."""
-    body = json.dumps({"event": "job.finished", "job": doc}, separators=(",", ":")).encode()
+    body = json.dumps({"event": event, "job": doc, **(extra or {})}, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "deepscreen-webhook/1",
-        "X-Deepscreen-Event": "job.finished",
+        "X-Deepscreen-Event": event,
         "X-Deepscreen-Delivery": str(uuid.uuid4()),
         "X-Deepscreen-Signature": sign(secret, int(time.time()), body),
     }

@@ -20,6 +20,7 @@ from web import (
     metrics,
     models_api,
     openapi,
+    reprocess_api,
     request_ids,
     security,
     text_api,
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
     register_error_handlers(app)
     security.install(app, settings)
 
-    for bp in (auth.bp, jobs.bp, jobs.status_bp, batches.bp, models_api.bp, lookup.bp, text_api.bp):
+    for bp in (auth.bp, jobs.bp, jobs.status_bp, batches.bp, models_api.bp, lookup.bp, text_api.bp, reprocess_api.bp):
         app.register_blueprint(bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)

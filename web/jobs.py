@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select
 
 from core import status_cache
 from core.db import session_scope
-from core.jobs import job_document
+from core.jobs import history, job_document
 from core.models import TERMINAL, Job, JobStatus
 from core.object_store import get_store
 from core.submissions import submit
@@ -24,7 +24,7 @@ from web.extensions import limiter
 from web.long_poll import ask_again, read_waiting
 from web.models_api import live_versions
 from web.queue import enqueue_job, enqueue_webhook
-from web.uploads import read_callback, read_media, read_models, read_text, upload_slot
+from web.uploads import read_callback, read_flag, read_media, read_models, read_text, upload_slot
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 status_bp = Blueprint("status", __name__)
@@ -55,8 +55,9 @@ def create():  # type: ignore[no-untyped-def]
         if key is not None and not (0 < len(key) <= 200):
             raise ApiError(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 200 characters")
         callback = read_callback(request, cfg)
+        notify = read_flag(request, "notify_rescreen")
         result = submit(get_store(), principal.subject, upload, text, {m: versions[m] for m in models}, key,
-                        callback)
+                        callback, notify_rescreen=notify)
     if result.needs_enqueue:
         enqueue_job(result.doc["id"])
     elif callback and not result.replayed:
@@ -74,8 +75,14 @@ def create():  # type: ignore[no-untyped-def]
     return response
 
 
-def _owned_document(job_id: str) -> dict[str, Any]:
+def _owned_document(job_id: str, all_versions: bool = False) -> dict[str, Any]:
     subject = current_principal().subject
+    if all_versions:  # every version's result (superseded and shadow ones too): always from the database
+        with session_scope() as session:
+            job = session.get(Job, job_id) if len(job_id) <= 36 and "\x00" not in job_id else None
+            if job is None or job.owner != subject:
+                raise ApiError(404, "not_found", f"no job {job_id!r}")
+            return {**job_document(job), "results_history": history(job)}
     doc = status_cache.get(job_id)
     # Only a terminal status is final; an in-flight one in the cache may lag the database (a cache
     # write lost during a Redis partition), so the source of truth answers until the job is done.
@@ -94,7 +101,10 @@ def _owned_document(job_id: str) -> dict[str, Any]:
 
 def _job_answer(job_id: str):  # type: ignore[no-untyped-def]
     """One job, at once or (``?wait=``) once it is final; unfinished answers carry Retry-After."""
-    doc = read_waiting(job_id, lambda: _owned_document(job_id), settings())
+    versions = request.args.get("versions", "live")
+    if versions not in ("live", "all"):
+        raise ApiError(400, "bad_versions", "versions must be live or all")
+    doc = read_waiting(job_id, lambda: _owned_document(job_id, versions == "all"), settings())
     if doc["status"] not in TERMINAL:
         ask_again()
     return jsonify(public(doc))

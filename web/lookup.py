@@ -11,6 +11,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from core.db import session_scope
+from core.jobs import NOT_VALIDATED
 from core.models import Job, JobStatus, Result
 from web.auth import require
 from web.errors import ApiError
@@ -29,7 +30,8 @@ def lookup(sha256: str):  # type: ignore[no-untyped-def]
     live = live_versions()
     query = (
         select(Result).join(Job)
-        .where(Job.media_sha256 == sha256, Job.status == JobStatus.SUCCEEDED, Job.text.is_(None))
+        .where(Job.media_sha256 == sha256, Job.status == JobStatus.SUCCEEDED, Job.text.is_(None),
+               Result.kind != "shadow")
         .order_by(Result.created_at.desc())
     )
     results: dict[str, dict] = {}
@@ -37,7 +39,7 @@ def lookup(sha256: str):  # type: ignore[no-untyped-def]
         for r in session.scalars(query):
             if r.model not in results and live.get(r.model) == r.model_version:
                 results[r.model] = {"model_version": r.model_version, "label": r.label, "score": r.score,
-                                    "scores": r.scores}
+                                    "scores": r.scores, "validation": r.validation or NOT_VALIDATED}
     if not results:
         raise ApiError(404, "not_found", "no verdict is known for this content at the live model versions")
     return jsonify({"sha256": sha256, "results": results})

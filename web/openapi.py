@@ -14,72 +14,22 @@ from flask import Blueprint, current_app, jsonify
 from core.batches import MAX_ITEMS
 from core.models import JobStatus
 from core.settings import Settings
+from web import openapi_lifecycle
 from web.extensions import limiter
 from web.long_poll import MAX_WAIT_SECONDS
+from web.openapi_parts import (
+    JSON,
+    RETRY_AFTER,
+    Schema,
+    errors,
+    json_body,
+    nullable,
+    obj,
+    ref,
+)
 from web.text_api import MAX_TEXTS
 
 bp = Blueprint("openapi", __name__)
-JSON = "application/json"
-Schema = dict[str, Any]
-
-
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def obj(properties: dict[str, Schema], required: list[str] | None = None, extra: bool = False) -> Schema:
-    """An object whose listed properties are all required unless ``required`` says otherwise.
-
-    Responses list every property they carry; request bodies pass ``extra=True``, since the server
-    ignores fields it does not know.
-    """
-    return {"type": "object", "properties": properties,
-            "required": list(properties) if required is None else required, "additionalProperties": extra}
-
-
-RETRY_AFTER = {"Retry-After": {
-    "schema": {"type": "string", "pattern": "^[0-9]+$"}, "required": False,
-    "description": "Present while the work is unfinished (a queued or running job, a batch with such jobs): "
-                   "seconds to wait before asking again"}}
-
-
-def json_body(schema: Schema, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
-    response: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-ERROR_DESCRIPTIONS = {
-    400: "Malformed request (code names the field: missing_file, file_and_url, bad_wait, empty_batch, "
-         "too_many_items, bad_limit, bad_cursor, …)",
-    401: "Missing, malformed, expired or foreign token (`unauthorized`)",
-    403: "The token lacks the scope this operation needs (`forbidden`)",
-    404: "No such resource, or one owned by someone else (`not_found`)",
-    413: "The body, the upload, a text or the image's pixel count is too large",
-    415: "The upload is not an accepted format, judged by its bytes (`unsupported_media_type`)",
-    422: ("Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers; for a `url`: "
-          "bad_url, url_not_allowed, url_fetch_failed, url_too_large)"),
-    429: "Rate limit exceeded (`rate_limited`: the caller's, or its API key's own); see Retry-After",
-    500: "Unexpected server error (`internal_error`)",
-    503: ("A dependency is down: database_unavailable, storage_unavailable, model_unavailable, "
-          "screening_failed, timeout; or server_busy (every upload slot taken: see Retry-After)"),
-}
-
-
-def errors(*statuses: int) -> dict[str, Any]:
-    """Responses in the one error shape; 429 carries Retry-After."""
-    out: dict[str, Any] = {}
-    for status in statuses:
-        headers = {"Retry-After": {"schema": {"type": "string"}, "required": True}} if status == 429 else None
-        out[str(status)] = json_body(ref("Error"), ERROR_DESCRIPTIONS[status], headers)
-    return out
-
-
 def schemas(settings: Settings) -> dict[str, Schema]:
     number_map = {"type": "object", "additionalProperties": {"type": "number"}}
     validation = obj({
@@ -154,7 +104,7 @@ def schemas(settings: Settings) -> dict[str, Schema]:
             "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             "results": {"type": "object", "additionalProperties": obj({
                 "model_version": {"type": "string"}, "label": {"type": "string"},
-                "score": nullable({"type": "number"}), "scores": number_map,
+                "score": nullable({"type": "number"}), "scores": number_map, "validation": ref("Validation"),
             })},
         }),
         "TextRequest": obj({"texts": {
@@ -189,7 +139,7 @@ WAIT = {"name": "wait", "in": "query", "required": False,
 def _job_read(summary: str, operation_id: str, name: str) -> dict[str, Any]:
     return {"get": {
         "summary": summary, "operationId": operation_id, "tags": ["jobs"], "x-scope": "read",
-        "parameters": [_job_id(name), WAIT],
+        "parameters": [_job_id(name), WAIT, openapi_lifecycle.VERSIONS],
         "responses": {"200": json_body(ref("Job"), "The job; unfinished ones carry Retry-After", RETRY_AFTER),
                       **errors(400, 401, 403, 404, 429, 500, 503)},
     }}
@@ -406,9 +356,9 @@ def build_spec(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "tags": [{"name": n} for n in ("jobs", "batches", "models", "text", "auth", "operations", "console")],
-        "paths": paths(settings),
+        "paths": {**paths(settings), **openapi_lifecycle.paths()},
         "components": {
-            "schemas": schemas(settings),
+            "schemas": {**(base := schemas(settings)), **openapi_lifecycle.schemas(base)},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

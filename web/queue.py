@@ -8,7 +8,7 @@ from celery import Celery
 from flask import current_app
 
 from core.logs import request_id_var
-from workers.celery_app import TASK_SCREEN, TASK_TEXT, TASK_WEBHOOK
+from workers.celery_app import TASK_REPROCESS, TASK_SCREEN, TASK_TEXT, TASK_WEBHOOK
 
 log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -37,6 +37,14 @@ def enqueue_webhook(job_id: str) -> None:
         celery().send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True, retry=True, retry_policy=RETRY_POLICY)
     except Exception as exc:
         log.warning("broker unavailable, the webhook for job %s is not sent: %s", job_id, exc)
+
+
+def enqueue_reprocess(run_id: str) -> None:
+    """The first chunk of a reprocessing run (each chunk sends the next; beat resumes a lost one)."""
+    try:
+        celery().send_task(TASK_REPROCESS, args=[run_id], ignore_result=True, retry=True, retry_policy=RETRY_POLICY)
+    except Exception as exc:
+        log.warning("broker unavailable, reprocessing run %s starts at the next sweep: %s", run_id, exc)
 
 
 def screen_texts(texts: list[str], timeout: float) -> list[dict]:

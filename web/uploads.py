@@ -131,6 +131,15 @@ def read_text(request: Request, settings: Settings) -> str | None:
     return text or None
 
 
+def read_flag(request: Request, name: str) -> bool:
+    raw = (request.form.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ApiError(422, f"bad_{name}", f"{name} must be true or false")
+
+
 def read_callback(request: Request, settings: Settings) -> str | None:
     url = request.form.get("callback_url")
     if not url:

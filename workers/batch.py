@@ -8,6 +8,7 @@ re-run item by item so only the item that breaks it is retried.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -84,12 +85,35 @@ def prepare(jobs: list[ClaimedJob], store: ObjectStore, limits: DecodeLimits, po
     return [prepared for prepared, _, _ in results]
 
 
-def _verdict(name: str, pipeline: Pipeline, outcome: Any, batch_size: int) -> Verdict:
+def _verdict(name: str, pipeline: Pipeline, outcome: Any, batch_size: int, kind: str = "verdict") -> Verdict:
     runtime = pipeline.runtime()
     evidence = {**outcome.evidence, "runtime": {"provider": runtime["provider"], "precision": runtime["precision"],
                                                 "batch_size": batch_size}}
     return Verdict(name, pipeline.version, outcome.label, outcome.score, outcome.scores, evidence,
-                   pipeline.manifest.quality())
+                   pipeline.manifest.quality(), kind)
+
+
+def in_sample(job_id: str, share: float) -> bool:
+    """A stable share of jobs (by id), so a shadow sees the same jobs whichever worker screens them."""
+    return int(hashlib.sha256(job_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def _shadow(name: str, live: Verdict | None, job: ClaimedJob, item: MediaItem,
+            shadows: list[tuple[Pipeline, float]], out: list[Verdict]) -> None:
+    """The shadow versions' opinions on this job, if it is in their sample: stored, compared, never shown."""
+    for pipeline, share in shadows:
+        if not in_sample(job.id, share):
+            continue
+        try:
+            result = pipeline.predict([item])[0]
+        except Exception as exc:  # a shadow must never hurt the live verdict
+            log.warning("shadow %s@%s failed on job %s: %s", name, pipeline.version, job.id, exc)
+            continue
+        out.append(_verdict(name, pipeline, result, 1, kind="shadow"))
+        if live is not None:
+            metrics.SHADOW_COMPARED.labels(name, pipeline.version, str(live.label == result.label).lower()).inc()
+            if live.score is not None and result.score is not None:
+                metrics.SHADOW_DELTA.labels(name, pipeline.version).observe(result.score - live.score)
 
 
 def _predict_isolated(pipeline: Pipeline, items: list[MediaItem]) -> list[Any]:
@@ -109,7 +133,12 @@ def _predict_isolated(pipeline: Pipeline, items: list[MediaItem]) -> list[Any]:
     return out
 
 
-def infer(prepared: list[Prepared], get_pipeline: Callable[[str], Pipeline], timer: BatchTimer) -> list[Outcome]:
+def no_shadows(_name: str) -> list[tuple[Pipeline, float]]:
+    return []
+
+
+def infer(prepared: list[Prepared], get_pipeline: Callable[[str], Pipeline], timer: BatchTimer,
+          shadows: Callable[[str], list[tuple[Pipeline, float]]] = no_shadows, kind: str = "verdict") -> list[Outcome]:
     """Run each requested model once over every item that asked for it; one Outcome per job."""
     verdicts: dict[str, list[Verdict]] = {p.job.id: [] for p in prepared}
     failures: dict[str, Outcome] = {p.job.id: p.outcome for p in prepared if p.outcome is not None}
@@ -135,8 +164,12 @@ def infer(prepared: list[Prepared], get_pipeline: Callable[[str], Pipeline], tim
                 failures[p.job.id] = Outcome(p.job, error=("internal_error", f"{type(result).__name__}: {result}"),
                                              requeue=True)
             else:
-                verdicts[p.job.id].append(_verdict(name, pipeline, result, len(wanting)))
+                verdict = _verdict(name, pipeline, result, len(wanting), kind)
+                verdicts[p.job.id].append(verdict)
                 metrics.PREDICTIONS.labels(name, pipeline.version, result.label).inc()
                 if result.score is not None:
                     metrics.SCORES.labels(name, pipeline.version).observe(result.score)
+                live_shadows = shadows(name)
+                if live_shadows and p.item is not None:
+                    _shadow(name, verdict, p.job, p.item, live_shadows, verdicts[p.job.id])
     return [failures.get(p.job.id) or Outcome(p.job, verdicts=verdicts[p.job.id]) for p in prepared]

@@ -20,6 +20,8 @@ TASK_SCREEN = "deepscreen.screen"
 TASK_TEXT = "deepscreen.text"
 TASK_SWEEP = "deepscreen.sweep"
 TASK_WEBHOOK = "deepscreen.webhook"
+TASK_REPROCESS = "deepscreen.reprocess"
+TASK_MAINTAIN = "deepscreen.maintain"
 
 
 def celery_config(settings: Settings) -> dict:
@@ -49,7 +51,8 @@ def celery_config(settings: Settings) -> dict:
         # Each queue its own direct exchange and routing key: a bare Queue(name) would bind every queue
         # to the default exchange under the default queue's key, and each message would land in all.
         "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
-                        for name in (settings.inference_queue, settings.text_queue, settings.control_queue)],
+                        for name in (settings.inference_queue, settings.text_queue, settings.control_queue,
+                                     settings.reprocess_queue)],
         # Repairs and webhooks ride their own queue and worker, so they never wait behind inference
         # messages (a wedged or saturated inference worker must not stop the repair of its jobs).
         "task_routes": {
@@ -57,6 +60,8 @@ def celery_config(settings: Settings) -> dict:
             TASK_TEXT: {"queue": settings.text_queue},
             TASK_SWEEP: {"queue": settings.control_queue},
             TASK_WEBHOOK: {"queue": settings.control_queue},
+            TASK_MAINTAIN: {"queue": settings.control_queue},
+            TASK_REPROCESS: {"queue": settings.reprocess_queue},
         },
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -66,6 +71,7 @@ def celery_config(settings: Settings) -> dict:
         "beat_schedule": {
             "sweep": {"task": TASK_SWEEP, "schedule": settings.sweep_interval_seconds,
                       "options": {"expires": max(1.0, settings.sweep_interval_seconds * 0.9)}},
+            "maintain": {"task": TASK_MAINTAIN, "schedule": 60.0, "options": {"expires": 55}},
         },
         "imports": ["workers.tasks", "workers.signals"],
     }

@@ -29,3 +29,9 @@ PREDICTIONS = Counter("deepscreen_predictions_total", "Verdicts by label", ["mod
 SCORES = Histogram("deepscreen_score", "Distribution of verdict scores", ["model", "version"],
                    buckets=tuple(round(0.1 * i, 1) for i in range(1, 11)))
 WEBHOOKS = Counter("deepscreen_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
+SHADOW_COMPARED = Counter("deepscreen_shadow_comparisons_total", "Shadow vs live verdicts on the same job",
+                          ["model", "shadow_version", "agree"])
+SHADOW_DELTA = Histogram("deepscreen_shadow_score_delta", "Shadow score minus live score", ["model", "shadow_version"],
+                         buckets=(-1, -0.5, -0.25, -0.1, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1))
+REPROCESSED = Counter("deepscreen_reprocessed_total", "Jobs re-screened by reprocessing runs",
+                      ["model", "version", "outcome"])

@@ -61,6 +61,30 @@ class QueueCollector(Collector):
         yield age
 
 
+class DriftCollector(Collector):
+    """deepscreen_model_drift_psi{model,version}: PSI of each live version's recent scores against the
+    window after its promotion (core.drift), recomputed at most once a minute."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every, self._at, self._rows = every, 0.0, []  # type: ignore[var-annotated]
+
+    def collect(self) -> Iterator[Metric]:
+        import time
+
+        from core import drift
+
+        gauge = GaugeMetricFamily("deepscreen_model_drift_psi", "Population stability index of a live "
+                                  "version's scores vs the window after its promotion", labels=["model", "version"])
+        if time.monotonic() - self._at > self.every:
+            try:
+                self._rows, self._at = drift.live_drift(), time.monotonic()
+            except Exception as exc:
+                log.warning("drift exporter: %s", exc)
+        for row in self._rows:
+            gauge.add_metric([row["model"], row["version"]], row["psi"])
+        yield gauge
+
+
 def start(queues: list) -> None:
     settings = get_settings()
     names = {getattr(q, "name", str(q)) for q in queues}
@@ -76,6 +100,7 @@ def start(queues: list) -> None:
         multiprocess.MultiProcessCollector(registry)
     if control:
         registry.register(QueueCollector())
+        registry.register(DriftCollector())
     try:
         start_http_server(port, registry=registry)
         log.info("metrics on :%d/metrics", port)

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ class WorkerProcess:
     queues: str = ""
     inference_queues: list[str] = field(default_factory=list)  # whose jobs this process claims
     info: dict[str, Any] = field(default_factory=dict)
+    hooks: list[Callable[[], None]] = field(default_factory=list)  # run on each heartbeat (follow promotions)
     held: set[str] = field(default_factory=set)  # jobs claimed and not yet recorded: their leases are renewed
     _held_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -47,6 +49,8 @@ class WorkerProcess:
                 with self._held_lock:
                     held = list(self.held)
                 job_queue.extend_leases(self.identity, held, settings.lease_seconds)
+                for hook in self.hooks:
+                    hook()
                 worker_registry.beat(self.identity, socket.gethostname(), os.getpid(), self.queues, self.info)
             except Exception as exc:  # the database may be down for a while; leases then run out, as they should
                 log.warning("heartbeat failed: %s", exc)

@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from sqlalchemy.exc import OperationalError
 
 from core import job_queue, logs, status_cache
-from core.job_queue import Claimed, FirstJob, Outcome
+from core.job_queue import Claimed, Outcome
 from core.object_store import get_store
 from core.settings import get_settings
 from ml.decode import DecodeLimits
-from workers import metrics, process
+from workers import metrics, model_cache, process
 from workers.batch import BatchTimer, Prepared, infer, prepare
 from workers.model_cache import get_pipeline
 
@@ -43,33 +44,26 @@ class Delivery:
 Send = Callable[[str, float], None]  # (job id, countdown seconds) → a wake-up message
 
 
-def _claim(first: str | None, wake: Send | None = None) -> Claimed:
+def _claim(first: str | None) -> Claimed:
     settings = get_settings()
     worker = process.current()
     queues = worker.inference_queues or [settings.inference_queue]
     claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
-                                    settings.max_attempts, first, queues)
-    if claimed.first is FirstJob.LEASED and first is not None:
-        # The holder may be a process on this host that was just killed (prefork redelivers at once):
-        # then there is no need to wait for its lease to run out.
-        owner = job_queue.lease_owner(first)
-        if job_queue.owner_is_dead_here(owner):
-            assert owner is not None
-            released = job_queue.release_owner(owner)
-            log.warning("worker %s died holding %d jobs; re-queued", owner, len(released))
-            for job_id in released:  # their own messages may have been consumed while they were held
-                if job_id != first and wake is not None:
-                    wake(job_id, 0.0)
-            claimed = job_queue.claim_batch(worker.identity, settings.batch_max, settings.lease_seconds,
-                                            settings.max_attempts, first, queues)
+                                    settings.max_attempts, first, queues, explain=False)
     worker.hold([j.id for j in claimed.jobs])
     suspect = claimed.jobs and claimed.jobs[0].attempts > 1
     if claimed.jobs and len(claimed.jobs) < settings.batch_max and settings.batch_wait_ms and not suspect:
         time.sleep(settings.batch_wait_ms / 1000)  # let a burst fill the batch (GPU throughput)
         more = job_queue.claim_batch(worker.identity, settings.batch_max - len(claimed.jobs),
-                                     settings.lease_seconds, settings.max_attempts, queues=queues)
+                                     settings.lease_seconds, settings.max_attempts, queues=queues, explain=False)
         worker.hold([j.id for j in more.jobs])
         claimed.jobs += more.jobs
+    if claimed.jobs:
+        metrics.BATCH_SIZE.labels(queues[0]).observe(len(claimed.jobs))
+        now = time.time()
+        for job in claimed.jobs:
+            created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+            metrics.QUEUE_SECONDS.labels(queues[0]).observe(max(0.0, now - created.timestamp()))
     return claimed
 
 
@@ -79,10 +73,6 @@ def _plan(first: str | None, timer: BatchTimer) -> list[Prepared]:
     claimed = _claim(first)
     if not claimed.jobs:
         return []
-    metrics.BATCH_SIZE.labels(settings.inference_queue).observe(len(claimed.jobs))
-    now = time.time()
-    for job in claimed.jobs:
-        metrics.QUEUE_SECONDS.labels(settings.inference_queue).observe(max(0.0, now - job.created_at.timestamp()))
     limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
     return prepare(claimed.jobs, get_store(), limits, process.current().fetch_pool, timer)
 
@@ -138,10 +128,10 @@ def deliver(job_id: str, wake: Send, webhook: Callable[[str], None]) -> Delivery
     deadline = time.monotonic() + settings.drain_seconds
     timer = BatchTimer()
     try:
-        claimed = _claim(job_id, wake)
+        claimed = _claim(job_id)
     except OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
-    delivery = Delivery(first=(claimed.first or FirstJob.CLAIMED).value)
+    delivery = Delivery(first=claimed.first.value if claimed.first else "not_claimed")
     if not claimed.jobs:
         return delivery
     limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
@@ -152,7 +142,7 @@ def deliver(job_id: str, wake: Send, webhook: Callable[[str], None]) -> Delivery
             delivery.batches.append(len(batch))
             if time.monotonic() < deadline:
                 pending = worker.planner.submit(_plan, None, timer)
-            outcomes = infer(batch, get_pipeline, timer)
+            outcomes = infer(batch, get_pipeline, timer, model_cache.shadows)
             try:
                 _finish(outcomes, timer, wake, webhook, delivery)
             except OperationalError as exc:  # the leases run out and the sweep re-queues these jobs

@@ -37,9 +37,16 @@ def _start(queues: str) -> None:
     model_cache.preload(settings.model_names)
     worker = process.current()
     worker.queues = queues
-    worker.inference_queues = [q for q in queues.split(",") if q not in (settings.text_queue, settings.control_queue)]
+    others = (settings.text_queue, settings.control_queue, settings.reprocess_queue)
+    worker.inference_queues = [q for q in queues.split(",") if q not in others]
     worker.info.update(models=model_cache.loaded(), batch_max=settings.batch_max,
                        onnx_threads=settings.onnx_intra_op_threads, requested_providers=settings.onnx_providers)
+
+    def follow() -> None:  # on every heartbeat: promotions and shadows, then tell /ready
+        model_cache.follow()
+        worker.info["models"] = model_cache.loaded()
+
+    worker.hooks.append(follow)
     _adopt_orphans()
 
 
@@ -50,7 +57,7 @@ def _adopt_orphans() -> None:
 
     try:
         for owner in repairs.dead_local_owners():
-            for job_id in job_queue.release_owner(owner):
+            for job_id in job_queue.release_owner(owner, get_settings().max_attempts):
                 wake(job_id)
     except Exception as exc:  # the sweep will do it
         log.warning("could not re-queue the jobs of dead workers: %s", exc)

@@ -14,19 +14,48 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from core import job_queue, jobs, repairs
+from core import job_queue, jobs, repairs, reprocess, retention
+from core.object_store import get_store
 from core.settings import get_settings
+from workers import reprocessing
 
 log = logging.getLogger(__name__)
 WEBHOOK_RESEND_AFTER = timedelta(minutes=5)
+REPROCESS_STALLED_AFTER = timedelta(seconds=30)
 
 
-def sweep(wake: Callable[[str], None], send_webhook: Callable[[str], None]) -> dict[str, int]:
+def maintain(schedule_chunk: Callable[[str], None]) -> dict[str, Any]:
+    """Slower housekeeping (every minute): scheduled reprocessing of the live versions, retention."""
+    settings = get_settings()
+    started = []
+    every = timedelta(hours=settings.reprocess_every_hours) if settings.reprocess_every_hours else None
+    for model, version, trigger in reprocessing.due_runs(every):
+        run = reprocess.start(model, version, trigger=trigger)
+        schedule_chunk(run["id"])
+        started.append(run["id"])
+    expired = retention.expire(get_store(), settings.retention_days, settings.keep_verdicts) \
+        if settings.retention_days or _any_key_retention() else {"expired": 0, "blobs_deleted": 0}
+    return {"runs_started": started, **expired}
+
+
+def _any_key_retention() -> bool:
+    from sqlalchemy import select
+
+    from core.db import session_scope
+    from core.models import ApiKey
+
+    with session_scope() as session:
+        return session.scalar(select(ApiKey.id).where(ApiKey.retention_days.is_not(None)).limit(1)) is not None
+
+
+def sweep(wake: Callable[[str], None], send_webhook: Callable[[str], None],
+          schedule_chunk: Callable[[str], None] | None = None) -> dict[str, int]:
     settings = get_settings()
     requeued, exhausted = repairs.expire_leases(settings.max_attempts, timedelta(seconds=settings.stuck_after_seconds))
     for owner in repairs.dead_local_owners():
-        requeued += job_queue.release_owner(owner)
+        requeued += job_queue.release_owner(owner, get_settings().max_attempts)
     # A few wake-ups restart draining; each delivery then claims batch after batch from the table.
     waiting = repairs.lost_messages(timedelta(seconds=settings.requeue_queued_after_seconds), 2 * settings.batch_max)
     woken = 0
@@ -43,8 +72,15 @@ def sweep(wake: Callable[[str], None], send_webhook: Callable[[str], None]) -> d
             send_webhook(job_id)
         except Exception as exc:
             log.warning("could not re-send the webhook of %s: %s", job_id, exc)
+    stalled = reprocess.stalled(REPROCESS_STALLED_AFTER) if schedule_chunk is not None else []
+    for run_id in stalled:  # its chunk message was lost (a worker killed mid-chunk): resume the run
+        try:
+            assert schedule_chunk is not None
+            schedule_chunk(run_id)
+        except Exception as exc:
+            log.warning("could not resume reprocessing run %s: %s", run_id, exc)
     counts = {"requeued": len(requeued), "exhausted": len(exhausted), "waiting": len(waiting), "woken": woken,
-              "webhooks": len(hooks)}
+              "webhooks": len(hooks), "runs_resumed": len(stalled)}
     if any(counts.values()):
         log.info("sweep: %s", counts)
     return counts

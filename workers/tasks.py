@@ -8,8 +8,15 @@ from dataclasses import asdict
 from celery import current_app, shared_task
 
 from core import repairs
-from workers import screening, sweeps, webhooks
-from workers.celery_app import TASK_SCREEN, TASK_SWEEP, TASK_TEXT, TASK_WEBHOOK
+from workers import reprocessing, screening, sweeps, webhooks
+from workers.celery_app import (
+    TASK_MAINTAIN,
+    TASK_REPROCESS,
+    TASK_SCREEN,
+    TASK_SWEEP,
+    TASK_TEXT,
+    TASK_WEBHOOK,
+)
 from workers.metrics import WEBHOOKS
 from workers.model_cache import get_pipeline
 
@@ -27,8 +34,17 @@ def wake(job_id: str, countdown: float = 0.0) -> None:
                           countdown=countdown if countdown > 0 else None)
 
 
-def send_webhook(job_id: str) -> None:
-    current_app.send_task(TASK_WEBHOOK, args=[job_id], ignore_result=True)
+def send_webhook(job_id: str, event: str = "job.finished") -> None:
+    current_app.send_task(TASK_WEBHOOK, args=[job_id], kwargs={"event": event}, ignore_result=True)
+
+
+def send_rescreened(job_id: str) -> None:
+    send_webhook(job_id, "job.rescreened")
+
+
+def schedule_chunk(run_id: str, countdown: float = 0.0) -> None:
+    current_app.send_task(TASK_REPROCESS, args=[run_id], ignore_result=True,
+                          countdown=countdown if countdown > 0 else None)
 
 
 @shared_task(name=TASK_SCREEN, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -56,22 +72,36 @@ def screen_text(texts: list[str]) -> list[dict]:
 
 @shared_task(name=TASK_SWEEP, ignore_result=True)
 def sweep() -> dict[str, int]:
-    return sweeps.sweep(wake, send_webhook)
+    return sweeps.sweep(wake, send_webhook, schedule_chunk)
+
+
+@shared_task(name=TASK_MAINTAIN, ignore_result=True)
+def maintain() -> dict:
+    """The slower housekeeping: scheduled reprocessing, retention, drift of live versions."""
+    return sweeps.maintain(schedule_chunk)
+
+
+@shared_task(name=TASK_REPROCESS, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def reprocess_chunk(self, run_id: str) -> dict:  # type: ignore[no-untyped-def]
+    """One chunk of a reprocessing run; it schedules the next. A lost chunk is re-sent by the sweep."""
+    return reprocessing.run_chunk(run_id, schedule_chunk, send_rescreened)
 
 
 @shared_task(name=TASK_WEBHOOK, bind=True, acks_late=True, ignore_result=True)
-def webhook(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    """POST the finished job to its callback_url; non-2xx or a network error is retried with backoff."""
-    outcome = webhooks.send(job_id)
+def webhook(self, job_id: str, event: str = "job.finished") -> str:  # type: ignore[no-untyped-def]
+    """POST the job to its callback_url; non-2xx or a network error is retried with backoff."""
+    outcome = webhooks.send(job_id, event)
     if outcome == "retry":
         if self.request.retries >= webhooks.MAX_RETRIES:
             log.warning("webhook for job %s gave up after %d tries", job_id, self.request.retries + 1)
-            repairs.mark_webhook(job_id, "failed")
+            if event == "job.finished":
+                repairs.mark_webhook(job_id, "failed")
             WEBHOOKS.labels("gave_up").inc()
             return "gave_up"
         WEBHOOKS.labels("retry").inc()
-        raise self.retry(countdown=webhooks.backoff(self.request.retries), max_retries=webhooks.MAX_RETRIES)
-    if outcome == "sent":
+        raise self.retry(countdown=webhooks.backoff(self.request.retries), max_retries=webhooks.MAX_RETRIES,
+                         kwargs={"event": event})
+    if outcome == "sent" and event == "job.finished":
         repairs.mark_webhook(job_id, "sent")
     WEBHOOKS.labels(outcome).inc()
     return outcome

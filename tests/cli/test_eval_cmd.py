@@ -63,7 +63,8 @@ def test_folders_give_json_with_auroc_items_and_two_pngs(repository: Path, tmp_p
 def test_meme_jsonl_names_hateful_positive(repository: Path, tmp_path: Path) -> None:
     data = write_memes(tmp_path / "memes", count=10)
     out = tmp_path / "out"
-    result = run_eval(repository, "meme", "--data", str(data), "--out", str(out), "--group-by", "source")
+    result = run_eval(repository, "meme", "--version", "1", "--data", str(data), "--out", str(out),
+                      "--group-by", "source")
     assert result.exit_code == 0, result.output
     report = json.loads((out / "meme-1.json").read_text())
     assert report["positive_label"] == "hateful" and report["threshold_source"] == "manifest thresholds['hateful']"
@@ -75,7 +76,7 @@ def test_texts_as_the_user_runs_it(repository: Path, tmp_path: Path) -> None:
     """The real command in a subprocess, on a csv: --score-key, --group-by, --limit, --seed."""
     data = write_texts(tmp_path / "texts.csv")
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "cli.main", "eval", "text", "--data", str(data), "--out", str(out),
+    args = [sys.executable, "-m", "cli.main", "eval", "text", "--version", "1", "--data", str(data), "--out", str(out),
             "--score-key", "hate", "--group-by", "type", "--limit", "12", "--seed", "4", "--bootstrap", "300",
             "--repository", str(repository), *CPU]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -188,7 +188,7 @@ def test_leases_are_renewed_and_a_dead_local_holder_is_released_at_once(queue_db
     assert job_queue.extend_leases(alive, [ids[2], ids[0]], 60) == 1  # only what it holds
     assert row(ids[2]).lease_expires_at > before
     assert repairs.dead_local_owners() == [dead]
-    assert sorted(job_queue.release_owner(dead)) == sorted(ids[:2])
+    assert sorted(job_queue.release_owner(dead, 3)) == sorted(ids[:2])
     assert all(row(i).status == "queued" and row(i).error_code == "worker_lost" for i in ids[:2])
 
 

@@ -12,13 +12,13 @@ def reset_caches() -> None:
     from core.db import dispose_engine
     from core.object_store import get_store
     from core.settings import get_settings
-    from web import models_api
+    from core import model_registry
 
     get_settings.cache_clear()
     get_store.cache_clear()
     status_cache.forget()
     dispose_engine()
-    models_api._cache.update(at=0.0, versions={})
+    model_registry.forget()
 
 
 @contextmanager

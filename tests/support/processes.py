@@ -120,7 +120,7 @@ class Service:
 
 class Worker(Service):
     def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1,
-                 queues: str = "inference,text,control", name: str = "test") -> None:
+                 queues: str = "inference,text,control,reprocess", name: str = "test") -> None:
         argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", queues,
                 "-c", str(concurrency), "-n", f"{name}-{os.getpid()}@%h", "--loglevel", "INFO",
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
