@@ -37,7 +37,7 @@ def _change(ref: str, state: str, sample: float = 0.0, reprocess_after: bool = F
     repo = ModelRepository(settings.model_repository)
     if version not in repo.versions(name):
         raise click.ClickException(f"the model repository has no {name}@{version}")
-    model_registry.serving(repo)  # registers versions built since the last look
+    model_registry.sync(repo)  # registers versions built since the last look
     try:
         changed = model_registry.change(name, version, state, f"cli:{getpass.getuser()}", sample)
     except RegistryError as exc:

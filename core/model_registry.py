@@ -148,7 +148,7 @@ def live_versions(repo: ModelRepository | None = None) -> dict[str, str]:
 def _unregistered(repo: ModelRepository) -> bool:
     found = {(name, version) for name in repo.names() for version in repo.versions(name)}
     with session_scope() as session:
-        known = set(session.execute(select(ModelVersion.name, ModelVersion.version)).tuples())
+        known = {(name, version) for name, version in session.execute(select(ModelVersion.name, ModelVersion.version))}
     return bool(found - known)
 
 

@@ -27,8 +27,9 @@ def expire(store: ObjectStore, days: float, keep_verdicts: bool, limit: int = 50
     """One pass: expire finished jobs past their retention, then delete the blobs nobody needs."""
     now = utcnow()
     with session_scope() as session:
-        overrides = dict(session.execute(select(ApiKey.subject, ApiKey.retention_days)
-                                         .where(ApiKey.retention_days.is_not(None))).tuples())
+        rows = session.execute(select(ApiKey.subject, ApiKey.retention_days)
+                               .where(ApiKey.retention_days.is_not(None))).all()
+    overrides = {subject: days_ for subject, days_ in rows}
     due: list[str] = []
     with session_scope() as session:
         windows: dict[str | None, float] = {subject: float(d) for subject, d in overrides.items() if d}

@@ -86,7 +86,7 @@ def change(name: str, version: str, action: str):  # type: ignore[no-untyped-def
         raise ApiError(422, "bad_sample", "sample must be a number in (0, 1]")
     if (version not in repository().versions(name)):
         raise ApiError(404, "not_found", f"the model repository has no {name}@{version}")
-    model_registry.serving(repository())  # registers a version built since the last look
+    model_registry.sync(repository())  # registers a version built since the last look
     by = current_principal().subject
     try:
         changed = model_registry.change(name, version, ACTIONS[action], by, float(sample))

@@ -86,8 +86,11 @@ def follow() -> list[str]:
                 _warm(pipeline)
                 with _lock:
                     old, _active[name] = _active[name], state.live
-                    if old not in state.shadows:
-                        _pipelines.pop((name, old), None)  # a running batch keeps its own reference
+                    dropped = _pipelines.pop((name, old), None) if old not in state.shadows else None
+                if dropped is not None:  # a running batch keeps its own reference until it ends
+                    runtime = dropped.runtime()
+                    metrics.MODEL_INFO.labels(name, old, runtime["provider"], runtime["precision"],
+                                              runtime["requested"]).set(0)
                 changes.append(f"{name}: {old} -> {state.live}")
                 log.warning("now serving %s@%s (was %s)", name, state.live, old)
             for version in state.shadows:

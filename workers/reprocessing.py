@@ -82,20 +82,40 @@ def run_chunk(run_id: str, schedule: Callable[[str, float], None], rescreened: C
             "status": recorded["run"]["status"]}
 
 
-def due_runs(every: timedelta | None) -> list[tuple[str, str, str]]:
-    """(model, version, trigger) for live versions that should get a run now: promoted with no run yet,
-    or (with ``every``) whose last run is older than that."""
+def due_runs(every: timedelta | None) -> list[tuple[str, str, str, Any]]:
+    """(model, version, trigger, since) for live versions that need a run now:
+
+    - catch-up: uploads screened by an older version after this one was promoted (workers follow a
+      promotion within seconds; a job claimed in between got the old version) and no run is going;
+    - schedule: with ``every``, when the last run is older than that (it only re-screens what lacks a
+      result, so a run over a quiet day costs nothing)."""
     from core.lifecycle_models import ModelVersion, ReprocessRun
+    from core.models import Result
 
     now = utcnow()
-    due = []
+    due: list[tuple[str, str, str, Any]] = []
     with session_scope() as session:
         live = session.scalars(select(ModelVersion).where(ModelVersion.state == VersionState.LIVE)).all()
         for version in live:
+            going = session.scalar(select(func.count()).select_from(ReprocessRun).where(
+                ReprocessRun.model == version.name, ReprocessRun.version == version.version,
+                ReprocessRun.status == "running"))
+            if going:
+                continue
+            promoted = _aware(version.promoted_at or version.created_at)
+            since = promoted - timedelta(minutes=5)
+            stale = session.scalar(select(func.count()).select_from(Result).join(Job).where(
+                Result.model == version.name, Result.model_version != version.version, Result.kind == "verdict",
+                Result.created_at >= promoted, Job.created_at >= since,
+                ~select(Result.id).where(Result.job_id == Job.id, Result.model == version.name,
+                                         Result.model_version == version.version).exists()))
+            if stale:
+                due.append((version.name, version.version, "catch-up", since))
+                continue
             last = session.scalar(select(func.max(ReprocessRun.created_at)).where(
                 ReprocessRun.model == version.name, ReprocessRun.version == version.version))
             if every is not None and (last is None or _aware(last) < now - every):
-                due.append((version.name, version.version, "schedule"))
+                due.append((version.name, version.version, "schedule", None))
     return due
 
 

@@ -31,8 +31,8 @@ def maintain(schedule_chunk: Callable[[str], None]) -> dict[str, Any]:
     settings = get_settings()
     started = []
     every = timedelta(hours=settings.reprocess_every_hours) if settings.reprocess_every_hours else None
-    for model, version, trigger in reprocessing.due_runs(every):
-        run = reprocess.start(model, version, trigger=trigger)
+    for model, version, trigger, since in reprocessing.due_runs(every):
+        run = reprocess.start(model, version, trigger=trigger, since=since)
         schedule_chunk(run["id"])
         started.append(run["id"])
     expired = retention.expire(get_store(), settings.retention_days, settings.keep_verdicts) \

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tests.support.processes import Worker, wait_for
+from tests.support.processes import Worker, pid_alive, wait_for
 
 FAULT_QUEUE = "faults"
 SLOW_MODEL = "slow"
@@ -69,28 +69,10 @@ class FaultWorker(Worker):
         super().__init__(env, log_path, concurrency=1, queues=FAULT_QUEUE, name=name)
         self.argv += ["--include", "tests.faults.slow_model"]
 
-    def pool_pid(self, timeout: float = 30) -> int:
-        """The pool process's pid (waits while the master replaces a killed one)."""
-        def alive() -> int | None:
-            if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"the worker master died:\n{self.log()[-3000:]}")
-            pids = [pid for pid in self.child_pids() if _is_alive(pid)]
-            return pids[0] if len(pids) == 1 else None
-
-        return wait_for(alive, timeout, interval=0.05, what="the worker's pool process")
-
-
-def _is_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
 
 def kill9(pid: int) -> None:
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _is_alive(pid), 10, interval=0.02, what=f"process {pid} to die")
+    wait_for(lambda: not pid_alive(pid), 10, interval=0.02, what=f"process {pid} to die")
 
 
 def image(seed: int) -> bytes:

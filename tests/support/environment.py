@@ -8,11 +8,10 @@ from contextlib import contextmanager
 
 
 def reset_caches() -> None:
-    from core import status_cache
+    from core import model_registry, status_cache
     from core.db import dispose_engine
     from core.object_store import get_store
     from core.settings import get_settings
-    from core import model_registry
 
     get_settings.cache_clear()
     get_store.cache_clear()

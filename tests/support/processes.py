@@ -26,6 +26,15 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
+def pid_alive(pid: int) -> bool:
+    """Running (not a zombie waiting for its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,6 +144,16 @@ class Worker(Service):
 
     def _died(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
+
+    def pool_pid(self, timeout: float = 30) -> int:
+        """The prefork pool's one process (waits while the parent replaces a killed one)."""
+        def alive() -> int | None:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"the worker parent died:\n{self.log()[-3000:]}")
+            pids = [pid for pid in self.child_pids() if pid_alive(pid)]
+            return pids[0] if len(pids) == 1 else None
+
+        return wait_for(alive, timeout, interval=0.05, what="the worker's pool process")
 
     def child_pids(self) -> list[int]:
         """The prefork pool's processes (the ones that run tasks)."""
