@@ -87,24 +87,26 @@ def _result(v: Verdict) -> dict[str, Any]:
 
 
 def verdict_per_model(verdicts: list[Verdict]) -> list[Verdict]:
-    """The verdict shown for each model: the live version's result when there is one (a job that was
-    reprocessed), else the newest result that was a verdict when made. Shadow results never show."""
-    shown: dict[str, list[Verdict]] = {}
+    """The verdict shown for each model: the live version's result when there is one (a reprocessed job,
+    or a shadow's opinion once that version is promoted), else the newest result that was a verdict
+    when made. A shadow version's results never show while it is a shadow."""
+    by_model: dict[str, list[Verdict]] = {}
     for v in verdicts:
-        if v.kind != "shadow":
-            shown.setdefault(v.model, []).append(v)
+        by_model.setdefault(v.model, []).append(v)
     out = []
     live: dict[str, str] | None = None
-    for model, candidates in sorted(shown.items()):
-        if len(candidates) > 1:
+    for model, candidates in sorted(by_model.items()):
+        shown = [v for v in candidates if v.kind != "shadow"]
+        if len(candidates) > 1 or not shown:
             if live is None:
                 from core.model_registry import live_versions
 
                 live = live_versions()
             match = [v for v in candidates if v.model_version == live.get(model)]
-            out.append(match[-1] if match else candidates[-1])
+            if match or shown:
+                out.append(match[-1] if match else shown[-1])
         else:
-            out.append(candidates[0])
+            out.append(shown[0])
     return out
 
 

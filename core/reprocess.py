@@ -181,10 +181,21 @@ def _as_claimed(job: Job, model: str) -> ClaimedJob:
 def record_chunk(run_id: str, screened: list[tuple[ClaimedJob, Verdict | None, str | None]]) -> dict[str, Any]:
     """Results, items, flips, cursor and counters of one chunk in one transaction; releases the lease
     (and finishes the run when the chunk was empty). Returns the run and the jobs whose label flipped."""
+    from dataclasses import replace
+
+    from core.lifecycle_models import ModelVersion, VersionState
+
     now = utcnow()
     with session_scope() as session:
         run = session.get(ReprocessRun, run_id)
         assert run is not None
+        # The database's word, not a cache: a run for the live version writes verdicts ("reprocess"),
+        # one for any other version (a shadow on stored uploads) writes opinions that never show.
+        state = session.scalar(select(ModelVersion.state).where(ModelVersion.name == run.model,
+                                                                 ModelVersion.version == run.version))
+        kind = "reprocess" if state == VersionState.LIVE else "shadow"
+        screened = [(job, replace(verdict, kind=kind) if verdict is not None else None, error)
+                    for job, verdict, error in screened]
         insert_results(session, [(job.id, verdict) for job, verdict, _ in screened if verdict is not None])
         baseline = _baseline(session, run, [job.id for job, _, _ in screened])
         insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
@@ -213,7 +224,7 @@ def record_chunk(run_id: str, screened: list[tuple[ClaimedJob, Verdict | None, s
         elif run.status == RunStatus.RUNNING:
             run.status, run.finished_at = RunStatus.DONE, now
         run.updated_at, run.lease_until = now, None
-        return {"run": describe(run), "flipped": [f["job_id"] for f in new_flips]}
+        return {"run": describe(run), "flipped": [f["job_id"] for f in new_flips], "kind": kind}
 
 
 def _baseline(session: Session, run: ReprocessRun, job_ids: list[str]) -> dict[str, Result]:

@@ -19,14 +19,13 @@ from sqlalchemy import func, select
 from core import jobs, reprocess
 from core.db import session_scope
 from core.lifecycle_models import VersionState
-from core.model_registry import serving
 from core.models import Job, JobStatus, utcnow
 from core.object_store import get_store
 from core.settings import get_settings
 from ml.decode import DecodeLimits
 from workers import metrics, process
 from workers.batch import BatchTimer, infer, prepare
-from workers.model_cache import get_pipeline, repository
+from workers.model_cache import get_pipeline
 
 log = logging.getLogger(__name__)
 YIELD_SECONDS = 1.0
@@ -52,13 +51,11 @@ def run_chunk(run_id: str, schedule: Callable[[str, float], None], rescreened: C
     run, chunk = claimed
     started = time.monotonic()
     pipeline = get_pipeline(run["model"], run["version"])
-    state = serving(repository()).get(run["model"])
-    kind = "shadow" if state is None or state.live != run["version"] else "reprocess"
     settings = get_settings()
     timer = BatchTimer()
     limits = DecodeLimits(settings.max_image_pixels, settings.max_video_seconds, settings.max_video_frames)
     prepared = prepare(chunk, get_store(), limits, process.current().fetch_pool, timer)
-    outcomes = infer(prepared, lambda _name: pipeline, timer, kind=kind)
+    outcomes = infer(prepared, lambda _name: pipeline, timer, kind="reprocess")
     screened = []
     for outcome in outcomes:
         verdict = outcome.verdicts[0] if outcome.verdicts and not outcome.error else None
@@ -67,7 +64,7 @@ def run_chunk(run_id: str, schedule: Callable[[str, float], None], rescreened: C
         metrics.REPROCESSED.labels(run["model"], run["version"], "done" if verdict else "failed").inc()
     recorded = reprocess.record_chunk(run_id, screened)
     timer.export()
-    if kind == "reprocess":  # the live version's result is now each job's verdict: refresh the cache
+    if recorded["kind"] == "reprocess":  # the live version's result is now each job's verdict: refresh the cache
         for job, verdict, _ in screened:
             if verdict is not None:
                 jobs.refresh_cache(job.id)

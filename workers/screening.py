@@ -114,9 +114,11 @@ def _record(owner: str, outcomes: list[Outcome], max_attempts: int) -> job_queue
     for attempt in range(RECORD_RETRIES):
         try:
             return job_queue.record_batch(owner, outcomes, max_attempts, MAX_DELIVERY_RETRIES)
-        except OperationalError:
+        except OperationalError as exc:
             if attempt == RECORD_RETRIES - 1:
                 raise
+            log.warning("database unavailable while recording %d jobs (%s); retrying in %d s", len(outcomes),
+                        type(exc).__name__, min(2 ** attempt, 8))
             time.sleep(min(2 ** attempt, 8))
     raise AssertionError("unreachable")
 

@@ -177,7 +177,7 @@ def test_keyboard_only_sign_in_and_phone_width(browser: Browser, live: Live, art
     page.keyboard.type(api_key)
     page.keyboard.press("Enter")
     page.wait_for_selector("#workspace:not([hidden])")
-    page.wait_for_function("document.activeElement && document.activeElement.id === 'file'")
+    page.wait_for_function("() => document.activeElement && document.activeElement.id === 'file'")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "text"
     # Readable on a phone: nothing wider than the screen.
@@ -199,7 +199,7 @@ def test_recent_jobs_filter_by_status(page: Page, live: Live) -> None:
     other = "failed" if done.succeeded else "succeeded"
     with page.expect_response(lambda r: f"status={other}" in r.url):
         page.select_option("#status-filter", other)
-    page.wait_for_function(f"!document.querySelector(\"#job-list button[data-job-id='{done.id}']\")")
+    page.wait_for_function(f"() => !document.querySelector(\"#job-list button[data-job-id='{done.id}']\")")
     page.click("#filter-form button")  # the explicit button works too
     page.wait_for_timeout(300)
     assert page.locator(f"#job-list button[data-job-id='{done.id}']").count() == 0

@@ -187,7 +187,8 @@ def test_promotion_reprocesses_exactly_what_lacks_the_new_version(stack: dict, a
 
     wait_for(serving_v2, 30, what="the worker to serve nsfw@2")
     fresh = submit(client, admin, 119)
-    assert finished(client, admin, [fresh])[fresh]["results"]["nsfw"]["model_version"] == "2"
+    fresh_doc = finished(client, admin, [fresh])[fresh]
+    assert fresh_doc["results"]["nsfw"]["model_version"] == "2"
 
 
 def test_kill_9_mid_run_resumes_with_nothing_lost_or_doubled(stack: dict, admin: dict) -> None:

@@ -160,14 +160,17 @@ def kill_mid_task(worker: FaultWorker, job_ids: list[str], target: int, timeout:
             time.sleep(0.02)
             continue
         time.sleep(rng.uniform(0.02, 0.3))  # somewhere inside the model's pause
-        held = [job_id for job_id, r in rows(job_ids).items() if r.held_by(pid)]  # what the kill cuts
+        held = [job_id for job_id, r in rows(job_ids).items() if r.held_by(pid)]
         if any(stats.hits.get(j, 0) >= max_kills_per_job for j in held):
             continue
         kill9(pid)
+        # What the kill cut, read after it: the dead process's leases stay until a neighbour releases
+        # them, and it may have claimed more between the look above and the kill.
+        cut = set(held) | {job_id for job_id, r in rows(job_ids).items() if r.held_by(pid)}
         stats.kills += 1
-        for job_id in held:
+        for job_id in cut:
             stats.hits[job_id] = stats.hits.get(job_id, 0) + 1
-        stats.mid_task += bool(held)
+        stats.mid_task += bool(cut)
         pid = worker.pool_pid()
     return stats
 

@@ -40,12 +40,17 @@ def test_repeated_kill_9_mid_task_loses_nothing(fault_worker, fault_control, fau
     assert stats.mid_task >= KILLS, stats
 
     wait_terminal(job_ids, timeout=90)
-    # At most two kills per job and three attempts allowed: every job must succeed.
-    final = assert_nothing_lost(fault_client, auth, job_ids)
-    assert all(r.status == "succeeded" and r.attempts <= 3 for r in final.values()), final
-    # Each kill that cut a job cost it exactly one more attempt; nothing was re-run for no reason.
+    # A kill is sent only while every job it would cut has been cut fewer than twice; the worker may
+    # still claim one more between that look and the kill, so a job cut three times may give up —
+    # then with the code that says so, and never a job cut less.
+    final = assert_nothing_lost(fault_client, auth, job_ids, allowed_failures=("attempts_exhausted",))
     for job_id, row in final.items():
-        assert row.attempts == 1 + stats.hits.get(job_id, 0), (job_id, row, stats.hits.get(job_id))
+        hits = stats.hits.get(job_id, 0)
+        if row.status == "failed":
+            assert hits >= 3 and row.attempts == 3, (job_id, row, hits)
+        else:  # each kill that cut a job cost it exactly one more attempt; nothing re-ran for no reason
+            assert row.attempts == 1 + hits, (job_id, row, hits)
+    assert sum(r.status == "succeeded" for r in final.values()) >= len(final) - 2
     assert max(stats.hits.values()) >= 1 and sum(stats.hits.values()) > stats.mid_task  # kills cut batches
     assert duplicate_results() == []
     assert "SIGKILL" in fault_worker.log() or "signal 9" in fault_worker.log()

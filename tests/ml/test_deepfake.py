@@ -23,13 +23,13 @@ from ml.video_decode import decode_video
 
 @pytest.fixture(scope="module")
 def pipeline(deepfake_repo: Path) -> DeepfakePipeline:
-    loaded = ModelRepository(deepfake_repo).load("deepfake", [CPU], threads=1)
+    loaded = ModelRepository(deepfake_repo).load("deepfake", [CPU], threads=1, version="1")
     assert isinstance(loaded, DeepfakePipeline)
     return loaded
 
 
 def test_manifest_describes_the_model(deepfake_repo: Path) -> None:
-    manifest = ModelRepository(deepfake_repo).manifest("deepfake")
+    manifest = ModelRepository(deepfake_repo).manifest("deepfake", "1")
     manifest.verify()
     assert (manifest.task, manifest.pipeline) == ("deepfake", "deepfake")
     assert manifest.media == ["image", "video"] and manifest.labels == ["real", "fake"]
@@ -102,7 +102,7 @@ def test_batch_keeps_items_apart(
 
 
 def test_int8_classifier_stays_close_to_fp32(deepfake_repo: Path) -> None:
-    manifest = ModelRepository(deepfake_repo).manifest("deepfake")
+    manifest = ModelRepository(deepfake_repo).manifest("deepfake", "1")
     # Crops of faces the calibration (faces 0-31) never saw: real ones and their SBI pseudo-fakes.
     check = int8_parity(manifest.path("classifier"), manifest.path("classifier.int8"),
                         calibration_crops(24, seed=7, offset=48), manifest.thresholds["fake"])
@@ -113,7 +113,7 @@ def test_int8_classifier_stays_close_to_fp32(deepfake_repo: Path) -> None:
 
 def test_fp16_classifier_stays_close_to_fp32(deepfake_repo: Path) -> None:
     # Built for CUDA; ONNX Runtime's CPU provider also runs it, which is enough to check the numbers.
-    manifest = ModelRepository(deepfake_repo).manifest("deepfake")
+    manifest = ModelRepository(deepfake_repo).manifest("deepfake", "1")
     check = int8_parity(manifest.path("classifier"), manifest.path("classifier.fp16"),
                         calibration_crops(16, seed=8, offset=48), manifest.thresholds["fake"])
     assert check["max_abs_diff"] <= 0.05 and check["agreement_at_threshold"] >= 0.9, check
