@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
+import core.lifecycle_models  # noqa: F401  (its tables belong to the same metadata)
 from core.db import make_engine
 from core.models import Base
-import core.lifecycle_models  # noqa: F401  (its tables belong to the same metadata)
 from core.settings import get_settings
 
 config = context.config
