@@ -90,7 +90,10 @@ def _rate_limit(_ctx: click.Context, _param: click.Parameter, value: str | None)
               help="The key's own limit on every request its tokens make, e.g. 60/minute")
 @click.option("--expires-in", default=None, callback=_duration,
               help="The key (and every token from it) stops working after this: 12h, 30d, 2w")
-def apikey_create(subject: str, scopes: str, rate_limit: str | None, expires_in: timedelta | None) -> None:
+@click.option("--retention-days", type=click.IntRange(min=1), default=None,
+              help="Expire this subject's uploads after N days (instead of RETENTION_DAYS)")
+def apikey_create(subject: str, scopes: str, rate_limit: str | None, expires_in: timedelta | None,
+                  retention_days: int | None) -> None:
     """Print a new key. It is shown once: only its hash is stored.
 
     A personal key for a browser-extension user: --scopes "submit read" --rate-limit 60/minute --expires-in 30d.
@@ -98,7 +101,8 @@ def apikey_create(subject: str, scopes: str, rate_limit: str | None, expires_in:
     settings_or_exit()
     expires_at = datetime.now(UTC) + expires_in if expires_in else None
     with session_scope() as session:
-        key = create_api_key(session, subject, _scopes(scopes), rate_limit=rate_limit, expires_at=expires_at)
+        key = create_api_key(session, subject, _scopes(scopes), rate_limit=rate_limit, expires_at=expires_at,
+                             retention_days=retention_days)
     click.echo(key)
 
 

@@ -63,7 +63,8 @@ def check_rate_limit(value: str) -> str:
 
 
 def create_api_key(session: Session, subject: str, scopes: tuple[str, ...] = DEFAULT_SCOPES,
-                   rate_limit: str | None = None, expires_at: datetime | None = None) -> str:
+                   rate_limit: str | None = None, expires_at: datetime | None = None,
+                   retention_days: int | None = None) -> str:
     """Store a new key and return it in full: the only time it is ever visible."""
     unknown = set(scopes) - set(SCOPES)
     if unknown:
@@ -72,7 +73,7 @@ def create_api_key(session: Session, subject: str, scopes: tuple[str, ...] = DEF
         check_rate_limit(rate_limit)
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     session.add(ApiKey(id=key_id, secret_hash=_hash(secret), subject=subject, scopes=" ".join(scopes),
-                       rate_limit=rate_limit, expires_at=expires_at))
+                       rate_limit=rate_limit, expires_at=expires_at, retention_days=retention_days))
     return f"ds_{key_id}_{secret}"
 
 

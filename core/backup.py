@@ -14,7 +14,6 @@ content addresses (``sha256/ab/<sha256>``), so each copy is also checked against
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,6 +30,8 @@ from urllib.parse import unquote, urlparse, urlunparse
 import psycopg
 from psycopg import sql
 
+from ml.manifest import sha256_file
+
 FORMAT = "deepscreen-backup/1"
 MANIFEST, DUMP, OBJECTS, PROGRESS = "manifest.json", "database.dump", "objects", "objects.progress.jsonl"
 CONTENT_KEY = re.compile(r"(?:^|/)sha256/[0-9a-f]{2}/([0-9a-f]{64})$")
@@ -39,14 +40,6 @@ Log = Callable[[str], None]
 
 class BackupError(RuntimeError):
     """The backup or restore cannot go on; the message says what to do."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---- PostgreSQL -----------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets the web read while a worker writes; busy_timeout waits instead of failing at once.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL still survives any process crash (kill -9 included); only an OS crash or
+    # power cut can lose the last commits. It halves the cost of a commit (no fsync per transaction).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
