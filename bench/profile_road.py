@@ -32,6 +32,7 @@ from bench.common import ROOT, Shared, header, own_cpu_seconds, table
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import faceless_images
 from bench.proc_cpu import snapshot
+from bench.road import one_version_repository
 from bench.stacks import Stack
 
 # First match wins, tried from the innermost frame outwards: a frame inside SQLAlchemy called from
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--mode", choices=["embedded", "service"], default="service")
     parser.add_argument("--model", default="deepfake")
+    parser.add_argument("--model-version", default=None, help="serve only this version (as bench/road.py)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--keep", type=Path, help="keep py-spy's raw stacks in this folder")
@@ -177,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ds-bench-profile-"))
     folder.mkdir(parents=True, exist_ok=True)
     blobs, warm = faceless_images(args.jobs, 64, 0), faceless_images(16, 64, 1000)
+    if args.model_version:
+        repo_folder = Path(tempfile.mkdtemp(prefix="ds-bench-repo-"))
+        args.repository = one_version_repository(args.repository, args.model, args.model_version, repo_folder)
     shared = Shared().start()
     run = run_stack(args.mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5,
                     during=lambda stack: spy(stack, folder, args.rate))

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,6 +41,17 @@ def model_cpu_ms(repo: Path, model: str, blobs: list[bytes], batch_max: int) -> 
     return {r.batch: r.cpu_ms for r in rows}
 
 
+def one_version_repository(repo: Path, model: str, version: str, into: Path) -> Path:
+    """A repository holding only ``model/version`` (a link): in the stack's fresh database the first
+    version registered goes live, so this pins the road's model without touching the real repository."""
+    source = repo / model / version
+    if not source.is_dir():
+        raise SystemExit(f"no {model}/{version} in {repo}")
+    (into / model).mkdir(parents=True)
+    (into / model / version).symlink_to(source.resolve(), target_is_directory=True)
+    return into
+
+
 def breakdown(run: StackRun) -> list[list[object]]:
     jobs = run.load.jobs
     rows: list[list[object]] = [[f"{run.mode}: {name}", 1e3 * cpu / jobs, "yes"] for name, cpu in run.cpu.items()]
@@ -53,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=600)
     parser.add_argument("--model", default="deepfake")
+    parser.add_argument("--model-version", default=None,
+                        help="serve this version (default: the newest, as a fresh install does); deepfake 1's "
+                             "MTCNN is the near-free one on face-less images, 2's BlazeFace costs ~10 ms")
     parser.add_argument("--size", type=int, default=64, help="side of the face-less noise images")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--mode", choices=["embedded", "service", "both"], default="service")
@@ -65,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     blobs = faceless_images(args.jobs, args.size, args.seed)
     warm = faceless_images(16, args.size, args.seed + 1000)
+    scratch = tempfile.TemporaryDirectory(prefix="road-repo-")
+    if args.model_version:
+        args.repository = one_version_repository(args.repository, args.model, args.model_version, Path(scratch.name))
     shared = Shared().start()
     model_ms = model_cpu_ms(args.repository, args.model, blobs[: min(len(blobs), 200)], args.batch_max)
     modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
@@ -73,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))
 
     model_cost = model_ms[args.batch_max]
-    print(header(f"road capacity: {args.model} on {args.jobs} distinct {args.size}x{args.size} face-less JPEGs "
+    served = f"{args.model}/{args.model_version}" if args.model_version else f"{args.model} (newest version)"
+    print(header(f"road capacity: {served} on {args.jobs} distinct {args.size}x{args.size} face-less JPEGs "
                  f"(model offline CPU: {model_ms[1]:.2f} ms/image at batch 1, {model_cost:.2f} at batch "
                  f"{args.batch_max}), {args.concurrency} concurrent clients", shared))
     rows = []
