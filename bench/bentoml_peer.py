@@ -34,7 +34,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
-from bench.common import ROOT, Shared, header, own_cpu_seconds, table
+from bench.common import ROOT, Shared, header, in_client_threads, own_cpu_seconds, table
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos
 from bench.proc_cpu import CpuSampler, tree
@@ -99,34 +99,24 @@ def drive_peer(url: str, blobs: list[bytes], clients: int) -> PeerRun:
     lock = threading.Lock()
     starts: list[float] = []
     ends: list[float] = []
-    errors: list[BaseException] = []
 
     def client(share: list[bytes]) -> None:
         session = requests.Session()
-        try:
-            for blob in share:
-                started = time.time()
-                response = session.post(f"{url}/screen", files=[("images", ("x.jpg", blob, "image/jpeg"))],
-                                        timeout=300)
-                response.raise_for_status()
-                answer = response.json()[0]
-                ended = time.time()
-                with lock:
-                    starts.append(started)
-                    ends.append(ended)
-                    run.latency_ms.append(1e3 * (ended - started))
-                    run.batch_sizes.append(int(answer["batch_size"]))
-                    run.labels[answer["label"]] = run.labels.get(answer["label"], 0) + 1
-        except BaseException as exc:
-            errors.append(exc)
+        for blob in share:
+            started = time.time()
+            response = session.post(f"{url}/screen", files=[("images", ("x.jpg", blob, "image/jpeg"))],
+                                    timeout=300)
+            response.raise_for_status()
+            answer = response.json()[0]
+            ended = time.time()
+            with lock:
+                starts.append(started)
+                ends.append(ended)
+                run.latency_ms.append(1e3 * (ended - started))
+                run.batch_sizes.append(int(answer["batch_size"]))
+                run.labels[answer["label"]] = run.labels.get(answer["label"], 0) + 1
 
-    threads = [threading.Thread(target=client, args=(blobs[i::clients],)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    in_client_threads(client, blobs, clients)
     run.rate = len(blobs) / (max(ends) - min(starts))
     return run
 

@@ -13,11 +13,13 @@ import os
 import platform
 import shlex
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -124,3 +126,26 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
+
+
+T = TypeVar("T")
+
+
+def in_client_threads(client: Callable[[list[T]], None], items: list[T], clients: int) -> None:
+    """Run ``client`` in ``clients`` threads at once, each on every ``clients``-th item, as that many
+    concurrent API users would; the first error any of them raised is raised here, after all ended."""
+    errors: list[BaseException] = []
+
+    def guarded(share: list[T]) -> None:
+        try:
+            client(share)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(items[i::clients],)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

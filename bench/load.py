@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 import requests
 
+from bench.common import in_client_threads
+
 
 @dataclass
 class LoadResult:
@@ -116,21 +118,7 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
         if pending:
             raise RuntimeError(f"{len(pending)} jobs did not finish within {timeout:.0f} s")
 
-    errors: list[BaseException] = []
-
-    def guarded(share: list[bytes]) -> None:
-        try:
-            client(share)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(blobs[i::clients],)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    in_client_threads(client, blobs, clients)
     result.seconds = max(finished) - min(first_post)
     return result
 

@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ds-bench-profile-"))
     folder.mkdir(parents=True, exist_ok=True)
     blobs, warm = faceless_images(args.jobs, 64, 0), faceless_images(16, 64, 1000)
+    scratch = tempfile.TemporaryDirectory(prefix="ds-bench-repo-")
     if args.model_version:
-        repo_folder = Path(tempfile.mkdtemp(prefix="ds-bench-repo-"))
-        args.repository = one_version_repository(args.repository, args.model, args.model_version, repo_folder)
+        args.repository = one_version_repository(args.repository, args.model, args.model_version, Path(scratch.name))
     shared = Shared().start()
     run = run_stack(args.mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5,
                     during=lambda stack: spy(stack, folder, args.rate))

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as exc_module
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -84,6 +86,11 @@ def dispose_engine() -> None:
         _engine.dispose(close=False)
     _engine = None
     _sessionmaker = None
+
+
+def upsert(dialect: str) -> Callable[..., Any]:
+    """The dialect's ``insert`` (it has ON CONFLICT): PostgreSQL in service mode, SQLite embedded."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 @contextmanager

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, Table, select, update
 from sqlalchemy.orm import Session
 
 from core import status_cache
-from core.db import session_scope
+from core.db import session_scope, upsert
 from core.models import TERMINAL, Job, JobStatus, Media, Result, utcnow
 
 
@@ -155,9 +155,14 @@ def insert_results(session: Session, rows: list[tuple[str, Verdict]]) -> None:
                "score": v.score, "scores": v.scores, "evidence": v.evidence, "validation": v.validation,
                "kind": v.kind, "created_at": now}
               for job_id, v in rows]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    session.execute(insert(Result).values(values).on_conflict_do_nothing(
-        index_elements=["job_id", "model", "model_version"]))
+    session.execute(_insert_results(session.get_bind().dialect.name), values)
+
+
+@cache
+def _insert_results(dialect: str) -> Insert:
+    """Built once: executed with a list of rows (one multi-row INSERT), not rebuilt per batch size."""
+    table = cast(Table, Result.__table__)
+    return upsert(dialect)(table).on_conflict_do_nothing(index_elements=["job_id", "model", "model_version"])
 
 
 def fail(job_id: str, code: str, message: str) -> bool:

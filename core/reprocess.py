@@ -14,10 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from core.db import session_scope
+from core.db import session_scope, upsert
 from core.job_queue import ClaimedJob
 from core.jobs import Verdict, insert_results
 from core.lifecycle_models import ReprocessFlip, ReprocessItem, ReprocessRun, RunStatus
@@ -198,7 +197,7 @@ def record_chunk(run_id: str, screened: list[tuple[ClaimedJob, Verdict | None, s
                     for job, verdict, error in screened]
         insert_results(session, [(job.id, verdict) for job, verdict, _ in screened if verdict is not None])
         baseline = _baseline(session, run, [job.id for job, _, _ in screened])
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        insert = upsert(session.get_bind().dialect.name)
         flips: list[dict[str, Any]] = []
         items = []
         for job, verdict, error in screened:

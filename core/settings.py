@@ -105,7 +105,9 @@ class Settings(BaseSettings):
 
     cors_origins: str = Field("", description="Exact origins CORS allows (scheme://host[:port], comma list)")
     webhook_secret: str = Field("", description="HMAC key that signs webhooks; empty disables callback_url")
-    webhook_allowed_hosts: str = Field("", description="Comma list of hosts callbacks may reach (empty: any public)")
+    webhook_allowed_hosts: str = Field(
+        "", description="Comma list of hosts callbacks may reach, private addresses included (empty: any host "
+        "whose every address is public, checked at each delivery, never a cloud metadata address)")
     url_submissions: bool = Field(True, description="Accept `url` instead of `file` (the server fetches it)")
     url_fetch_allowed_hosts: str = Field(
         "", description="Comma list of hosts URL submissions may fetch even at private/loopback addresses"

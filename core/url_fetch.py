@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -223,16 +223,14 @@ def fetch(url: str, *, max_bytes: int, allowed_hosts: set[str] | None = None, ti
     raise UrlRejected("url_fetch_failed", f"more than {MAX_REDIRECTS} redirects")
 
 
-def _get(target: Target, address: IPAddress, max_bytes: int, timeout: float, deadline: float,
-         clock: Callable[[], float]) -> Fetched | str:
-    """One request: the body, or the Location of a redirect."""
-    remaining = deadline - clock()
-    if remaining <= 0:
-        raise UrlRejected("url_fetch_failed", "the fetch took too long")
+@contextlib.contextmanager
+def _pinned(target: Target, address: IPAddress, timeout: float, seconds: float,
+            what: str) -> Iterator[tuple[_PinnedHTTP | _PinnedHTTPS, threading.Event]]:
+    """A connection to the checked ``address`` with a watchdog that shuts its socket after ``seconds``
+    (per-read timeouts alone let a server that drips a byte every few seconds hold a request forever);
+    the event says it fired. Transport errors become ``url_fetch_failed`` naming ``what`` failed."""
     kind = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
-    conn = kind(target, address, min(timeout, remaining))
-    # The watchdog: per-read timeouts alone let a server that drips a byte every few seconds hold
-    # the request forever, so at the deadline the socket is shut under the reader.
+    conn = kind(target, address, timeout)
     expired = threading.Event()
 
     def cut() -> None:
@@ -241,10 +239,46 @@ def _get(target: Target, address: IPAddress, max_bytes: int, timeout: float, dea
             with contextlib.suppress(OSError):
                 conn.raw.shutdown(socket.SHUT_RDWR)
 
-    watchdog = threading.Timer(remaining, cut)
+    watchdog = threading.Timer(seconds, cut)
     watchdog.daemon = True
     watchdog.start()
     try:
+        yield conn, expired
+    except UrlRejected:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = f"the {what} took too long" if expired.is_set() or isinstance(exc, TimeoutError) else (
+            f"the {what} failed: {type(exc).__name__}")
+        raise UrlRejected("url_fetch_failed", reason) from exc
+    finally:
+        watchdog.cancel()
+        conn.close()
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, allowed_hosts: set[str] | None = None,
+         timeout: float = 10.0) -> int:
+    """POST ``body`` to ``url`` under the guard ``fetch`` uses (one lookup, every answer checked, the
+    connection made to the checked address) and return the HTTP status; redirects are not followed.
+
+    For webhooks: a callback host that resolved to a public address when the job was submitted may
+    resolve inside the network when the job finishes (DNS rebinding), so the check is made here, at
+    the moment of the request. Raises UrlRejected: ``url_not_allowed`` when the guard refuses the
+    address, ``url_fetch_failed`` when the name does not resolve or the request fails or takes longer
+    than ``timeout`` in all."""
+    target = parse_url(url)
+    address = check_target(target, allowed_hosts or set())
+    with _pinned(target, address, timeout, timeout, "request") as (conn, _expired):
+        conn.request("POST", target.path, body=body, headers={**headers, "Connection": "close"})
+        return conn.getresponse().status
+
+
+def _get(target: Target, address: IPAddress, max_bytes: int, timeout: float, deadline: float,
+         clock: Callable[[], float]) -> Fetched | str:
+    """One request: the body, or the Location of a redirect."""
+    remaining = deadline - clock()
+    if remaining <= 0:
+        raise UrlRejected("url_fetch_failed", "the fetch took too long")
+    with _pinned(target, address, min(timeout, remaining), remaining, "fetch") as (conn, expired):
         conn.request("GET", target.path, headers={
             "User-Agent": USER_AGENT, "Accept": "image/*, video/*;q=0.9, */*;q=0.1",
             "Accept-Encoding": "identity", "Connection": "close"})
@@ -284,12 +318,3 @@ def _get(target: Target, address: IPAddress, max_bytes: int, timeout: float, dea
                 raise UrlRejected("url_too_large", f"the URL's content exceeds {max_bytes} bytes",
                                   details={"max_bytes": max_bytes})
         return Fetched(bytes(body), content_type, "", str(address))
-    except UrlRejected:
-        raise
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        reason = "the fetch took too long" if expired.is_set() or isinstance(exc, TimeoutError) else (
-            f"the fetch failed: {type(exc).__name__}")
-        raise UrlRejected("url_fetch_failed", reason) from exc
-    finally:
-        watchdog.cancel()
-        conn.close()

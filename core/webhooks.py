@@ -3,6 +3,11 @@
 Signature (like Stripe's): header ``X-Deepscreen-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of
 "<t>.<body>" with WEBHOOK_SECRET>``. Delivery is at least once (retried with backoff); receivers
 de-duplicate on ``X-Deepscreen-Delivery`` or the job id, and should refuse old timestamps.
+
+Where the callback may point is checked twice: its URL when the job is submitted
+(``check_callback_url``, no DNS lookup, so a submit stays fast), and every address its host resolves
+to at each delivery (``core.url_fetch.post``: the connection goes to the address that was checked), so
+a name that later resolves inside the network (DNS rebinding) is refused, not called.
 """
 
 from __future__ import annotations
@@ -15,10 +20,8 @@ import time
 import uuid
 from typing import Any
 
-import requests
-
 from core.settings import Settings
-from core.url_fetch import UrlRejected, address_problem, parse_url
+from core.url_fetch import UrlRejected, address_problem, parse_url, post
 
 
 class CallbackRejected(ValueError):
@@ -41,8 +44,8 @@ def check_callback_url(url: str, settings: Settings) -> str:
         if host not in allowed:
             raise CallbackRejected(f"callback host {host!r} is not in WEBHOOK_ALLOWED_HOSTS")
         return url
-    # No allow-list: refuse addresses that name this machine or a private network. (A DNS name that
-    # resolves to one is not caught here: set WEBHOOK_ALLOWED_HOSTS where that matters.)
+    # No allow-list: refuse addresses that name this machine or a private network. A DNS name that
+    # resolves to one is refused at delivery, when its addresses are looked up (``deliver``).
     if host == "localhost" or host.endswith(".localhost"):
         raise CallbackRejected("callback_url may not point at this server")
     try:
@@ -73,9 +76,11 @@ def verify(secret: str, header: str, body: bytes, tolerance: int = 300, now: flo
     return hmac.compare_digest(sign(secret, timestamp, body), header)
 
 
-def deliver(url: str, doc: dict[str, Any], secret: str, timeout: float = 10.0, event: str = "job.finished",
-            extra: dict[str, Any] | None = None) -> int:
-    """POST once; returns the HTTP status. Raises requests.RequestException on a network failure."""
+def deliver(url: str, doc: dict[str, Any], secret: str, allowed_hosts: set[str], timeout: float = 10.0,
+            event: str = "job.finished", extra: dict[str, Any] | None = None) -> int:
+    """POST once; returns the HTTP status. Raises core.url_fetch.UrlRejected: ``url_not_allowed`` when the
+    host now resolves to an address the guard refuses (hosts in ``allowed_hosts`` may be private, never
+    a metadata address), ``url_fetch_failed`` on a network failure."""
     body = json.dumps({"event": event, "job": doc, **(extra or {})}, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
@@ -85,5 +90,4 @@ def deliver(url: str, doc: dict[str, Any], secret: str, timeout: float = 10.0, e
         "X-Deepscreen-Signature": sign(secret, int(time.time()), body),
     }
     # No redirects: a 3xx to an internal address would undo the host check.
-    response = requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    return response.status_code
+    return post(url, body, headers, allowed_hosts=allowed_hosts, timeout=timeout)

@@ -101,7 +101,7 @@ def webhook(self, job_id: str, event: str = "job.finished") -> str:  # type: ign
         WEBHOOKS.labels("retry").inc()
         raise self.retry(countdown=webhooks.backoff(self.request.retries), max_retries=webhooks.MAX_RETRIES,
                          kwargs={"event": event})
-    if outcome == "sent" and event == "job.finished":
-        repairs.mark_webhook(job_id, "sent")
+    if outcome in ("sent", "refused") and event == "job.finished":
+        repairs.mark_webhook(job_id, "sent" if outcome == "sent" else "failed")
     WEBHOOKS.labels(outcome).inc()
     return outcome

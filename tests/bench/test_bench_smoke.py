@@ -151,3 +151,11 @@ def test_worker_kills(model_repo: Path) -> None:
                                text=True, timeout=300, env={**os.environ, "MODEL_REPOSITORY": str(model_repo)})
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert '"lost": 0' in completed.stdout and '"duplicates": 0' in completed.stdout
+
+
+def test_queue_sql_reports_each_step_on_both_databases() -> None:
+    completed = subprocess.run([sys.executable, "bench/queue_sql.py", "--jobs", "16", "--batch", "4"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = [line for line in completed.stdout.splitlines() if line.startswith(("| postgresql |", "| sqlite |"))]
+    assert len(rows) == 2 and all(float(line.split("|")[-2]) > 0 for line in rows), completed.stdout

@@ -55,6 +55,19 @@ def browser(tmp_path: Path) -> Iterator[BrowserContext]:
         context.close()
 
 
+MENU_EXISTS = """async () => {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await chrome.contextMenus.update('deepscreen-check', {title: 'Check with deepscreen'});
+      return true;
+    } catch (e) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return false;
+}"""
+
+
 def service_worker(context: BrowserContext) -> Worker:
     workers = [w for w in context.service_workers if w.url.startswith("chrome-extension://")]
     return workers[0] if workers else context.wait_for_event("serviceworker", timeout=30_000)
@@ -63,8 +76,9 @@ def service_worker(context: BrowserContext) -> Worker:
 def test_check_an_image_from_a_page(browser: BrowserContext, site: str, live: Live, artifacts: Path) -> None:
     worker = service_worker(browser)
     extension_id = worker.url.split("/")[2]
-    # The context-menu entry exists (update() rejects an unknown id).
-    worker.evaluate("() => chrome.contextMenus.update('deepscreen-check', {title: 'Check with deepscreen'})")
+    # The context-menu entry exists (update() rejects an unknown id). onInstalled creates it, and the
+    # worker can answer before that listener has run, so ask until it is there or 10 s have passed.
+    assert worker.evaluate(MENU_EXISTS), "the 'Check with deepscreen' menu entry was never created"
 
     options = browser.new_page()
     options.goto(f"chrome-extension://{extension_id}/options.html")

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port, jpeg_bytes
-from tests.support.processes import ROOT, embedded_env, wait_for
+from tests.support.processes import ROOT, answers_200, embedded_env, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def test_up_serves_a_real_verdict_and_stops_cleanly(tmp_path, model_repo):  # ty
 
         token = wait_for(lambda: re.search(r"DEEPSCREEN_TOKEN=(\S+)", output()), 60, what="the dev token").group(1)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ok(f"{base}/ready"), 60, what="/ready")
+        wait_for(lambda: answers_200(f"{base}/ready"), 60, what="/ready")
         headers = {"Authorization": f"Bearer {token}"}
         accepted = requests.post(f"{base}/v1/jobs", headers=headers, timeout=30,
                                  files={"file": ("a.jpg", jpeg_bytes((100, 100), seed=5))})
@@ -58,10 +58,3 @@ def test_up_serves_a_real_verdict_and_stops_cleanly(tmp_path, model_repo):  # ty
             proc.kill()
         subprocess.run(["pkill", "-9", "-g", str(proc.pid)], capture_output=True)
         log.close()
-
-
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

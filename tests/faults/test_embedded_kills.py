@@ -26,10 +26,15 @@ from PIL import Image
 from tests.conftest import free_port
 from tests.faults.fault_support import TERMINAL, duplicate_results, rows
 from tests.support.environment import apply_env
-from tests.support.processes import ROOT, embedded_env, wait_for
+from tests.support.processes import ROOT, answers_200, embedded_env, wait_for
 
 pytestmark = pytest.mark.slow
 PHOTOS, VIDEOS, KILLS = 30, 10, 15
+# The killer aims only at busy processes, and a job cut once is then screened alone, so at the default
+# of 3 attempts an innocent job meets three of the 15 kills often enough to make the success count a
+# coin toss (CI saw 5 of 40 give up). With 5 attempts giving up is rare; when it happens it must be
+# exactly as the queue promises: attempts_exhausted after MAX_ATTEMPTS claims, no result.
+MAX_ATTEMPTS = 5
 
 
 def photo(seed: int) -> bytes:
@@ -54,7 +59,8 @@ def video(seed: int, folder: Path) -> bytes:
 def embedded_stack(tmp_path: Path, model_repo: Path) -> Iterator[tuple[str, dict[str, str], subprocess.Popen, Path]]:
     port = free_port()
     env = embedded_env(tmp_path / "data", model_repo, f"127.0.0.1:{port}")
-    env.update(DEFAULT_MODELS="deepfake", SWEEP_INTERVAL_SECONDS="1", WORKER_CONCURRENCY="2", LOG_LEVEL="INFO")
+    env.update(DEFAULT_MODELS="deepfake", SWEEP_INTERVAL_SECONDS="1", WORKER_CONCURRENCY="2", LOG_LEVEL="INFO",
+               MAX_ATTEMPTS=str(MAX_ATTEMPTS))
     log_path = tmp_path / "up.log"
     log = log_path.open("w+")
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--no-build-models"], env=env, cwd=ROOT,
@@ -63,7 +69,7 @@ def embedded_stack(tmp_path: Path, model_repo: Path) -> Iterator[tuple[str, dict
         token = wait_for(lambda: re.search(r"DEEPSCREEN_TOKEN=(\S+)", log_path.read_text()), 90,
                          what="the dev token").group(1)
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ok(f"{base}/ready"), 60, what="/ready")
+        wait_for(lambda: answers_200(f"{base}/ready"), 60, what="/ready")
         wait_for(lambda: len(_inference_pids(proc.pid)) == 2, 60, what="two inference workers")
         yield base, {"Authorization": f"Bearer {token}"}, proc, tmp_path / "data"
     finally:
@@ -74,13 +80,6 @@ def embedded_stack(tmp_path: Path, model_repo: Path) -> Iterator[tuple[str, dict
             proc.kill()
         subprocess.run(["pkill", "-9", "-g", str(proc.pid)], capture_output=True)
         log.close()
-
-
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def _inference_pids(up_pid: int) -> list[int]:
@@ -128,8 +127,9 @@ def test_burst_of_kills_in_embedded_mode_loses_nothing(embedded_stack, tmp_path:
         for job_id, row in final.items():
             if row.status == "succeeded":
                 assert row.results == 1, (job_id, row)
-            else:  # only a job cut three times may give up, and then with the code that says so
+            else:  # only a job cut MAX_ATTEMPTS times may give up, and then with the code that says so
                 assert row.error_code == "attempts_exhausted" and row.results == 0, (job_id, row)
+                assert row.attempts == MAX_ATTEMPTS, (job_id, row)
         assert sum(r.status == "succeeded" for r in final.values()) >= 0.9 * len(job_ids), final
         assert duplicate_results() == []
         assert held >= kills  # every kill cut at least one job mid-way

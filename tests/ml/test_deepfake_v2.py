@@ -22,12 +22,14 @@ from ml.build.builders.deepfake_v2 import (
 )
 from ml.build.face_detectors import detector_files
 from ml.build.faces import read_rgb
+from ml.face_detection.factory import CUDA_DETECTOR_BATCH, build_detector
 from ml.image_decode import decode_image
 from ml.manifest import NOT_VALIDATED, Manifest
 from ml.pipelines.deepfake import DeepfakePipeline
 from ml.repository import ModelRepository
 from ml.runtime import CPU
 from ml.video_decode import decode_video
+from tests.support.claims_cuda import ClaimsCuda
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mesonet" / "test_images"
 
@@ -125,6 +127,47 @@ def test_batch_does_not_change_scores(pipeline: DeepfakePipeline, astronaut_jpeg
     alone = pipeline.predict([decode_image(astronaut_jpeg, 50_000_000)])[0].score
     together = pipeline.predict([decode_image(cat_jpeg, 50_000_000), decode_image(astronaut_jpeg, 50_000_000)])
     assert together[1].score == pytest.approx(alone, abs=1e-6)
+
+
+def test_padded_batches_change_nothing(pipeline: DeepfakePipeline, astronaut_jpeg: bytes, cat_jpeg: bytes,
+                                       short_video_mp4: bytes) -> None:
+    """On CUDA the detector and classifier pad each call to a power-of-two batch (few shapes for the GPU to
+    plan). No GPU here, so padding is switched on by hand on the CPU pipeline: same faces, same scores."""
+    items = [decode_image(astronaut_jpeg, 50_000_000), decode_image(cat_jpeg, 50_000_000),
+             decode_video(short_video_mp4, "mp4", max_seconds=10, max_frames=5)]
+    assert not pipeline.classifier.pad and not pipeline.detector.pad_batches  # the CPU never pads
+    plain = pipeline.predict(items)
+    try:
+        pipeline.classifier.pad = pipeline.detector.pad_batches = True
+        padded = pipeline.predict(items)
+    finally:
+        pipeline.classifier.pad = pipeline.detector.pad_batches = False
+    for a, b in zip(plain, padded, strict=True):
+        assert a.label == b.label and (a.score is None) == (b.score is None)
+        assert a.score is None or b.score == pytest.approx(a.score, abs=1e-6)
+        assert [f["box"] for f in a.evidence["faces"]] == [f["box"] for f in b.evidence["faces"]]
+
+
+def test_on_cuda_the_detector_takes_chunks_of_eight(pipeline: DeepfakePipeline, manifest: Manifest,
+                                                    astronaut_jpeg: bytes, cat_jpeg: bytes,
+                                                    short_video_mp4: bytes) -> None:
+    """On an H200 BlazeFace's call got slower per frame past batch 8, so on CUDA a batch is cut into padded
+    calls of at most 8 frames; the faces found are the CPU detector's, frame for frame."""
+    frames = [*decode_video(short_video_mp4, "mp4", max_seconds=10, max_frames=10).frames,
+              *decode_image(astronaut_jpeg, 50_000_000).frames, *decode_image(cat_jpeg, 50_000_000).frames]
+    assert len(frames) > CUDA_DETECTOR_BATCH
+    calls: list[int] = []
+    on_gpu = build_detector(manifest.options, lambda role: ClaimsCuda(pipeline.session(role)[0], calls))
+    assert on_gpu.max_batch == CUDA_DETECTOR_BATCH and on_gpu.pad_batches  # type: ignore[attr-defined]
+    assert pipeline.detector.max_batch == 64  # type: ignore[attr-defined]  # the CPU keeps big calls
+    found, expected = on_gpu.detect_batch(frames), pipeline.detector.detect_batch(frames)
+    assert calls and max(calls) == CUDA_DETECTOR_BATCH and all(n & (n - 1) == 0 for n in calls)
+    assert sum(1 for n in calls if n == CUDA_DETECTOR_BATCH) >= len(frames) // CUDA_DETECTOR_BATCH
+    assert [len(faces) for faces in found] == [len(faces) for faces in expected]
+    for faces, same in zip(found, expected, strict=True):
+        for face, twin in zip(faces, same, strict=True):
+            assert face.box == pytest.approx(twin.box, abs=1e-3)
+    assert any(found)
 
 
 def test_version_2_is_live_and_version_1_stays_selectable(v2_repo: Path, deepfake_repo: Path,

@@ -11,8 +11,10 @@ from ml.fusion import BranchScores, FusionHead, FusionRule
 from ml.manifest import Manifest
 from ml.pipelines.meme import MemePipeline, clip_preprocess
 from ml.repository import ModelRepository
+from ml.runtime import RowRunner
 from ml.types import MediaItem
 from tests.ml.meme_fixtures import built_repository, draw_meme
+from tests.support.claims_cuda import ClaimsCuda
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +111,21 @@ def test_clip_preprocess_shapes() -> None:
     for shape in ((100, 300, 3), (512, 256, 3), (224, 224, 3)):
         out = clip_preprocess(np.zeros(shape, np.uint8))
         assert out.shape == (3, 224, 224) and out.dtype == np.float32
+
+
+def test_on_cuda_the_image_branch_pads_its_calls_and_scores_the_same(pipeline: MemePipeline) -> None:
+    """On CUDA the open_nsfw call is padded to a power of two rows, as the deepfake classifier's. No GPU
+    here: the real CPU session is wrapped to report CUDA (tests.support.claims_cuda)."""
+    frames = [draw_meme("caption", f"number {seed}", seed=seed) for seed in range(3)]
+    branch = pipeline.image_branch
+    on_cpu = branch.nsfw
+    assert not on_cpu.pad
+    plain = branch.nsfw_scores(frames)
+    calls: list[int] = []
+    try:
+        branch.nsfw = RowRunner(ClaimsCuda(on_cpu.session, calls), on_cpu.max_rows)  # type: ignore[arg-type]
+        padded = branch.nsfw_scores(frames)
+    finally:
+        branch.nsfw = on_cpu
+    assert calls == [4] and padded.shape == (3,)
+    assert padded == pytest.approx(plain, abs=1e-6)

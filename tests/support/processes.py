@@ -214,6 +214,14 @@ class Nginx(Service):
         self.wait_http(f"{self.url}/health", 20, "nginx", healthy=None)  # any answer: the upstream may be down
 
 
+def answers_200(url: str) -> bool:
+    """The URL answers 200 now (not: refuses, times out or says it is not ready)."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def embedded_env(data_dir: Path, model_repo: Path, bind: str) -> dict[str, str]:
     """The environment of a user who set nothing but where to keep data: every service URL unset."""
     from core.settings import Settings

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
 
+from core import status_cache
 from core.db import session_scope
 from core.models import Job, Result, utcnow
 from core.object_store import get_store, key_for
@@ -78,6 +80,34 @@ def test_one_delivery_screens_the_whole_queue_in_batches_equal_to_single_results
         assert one.batches == [1]
     for expected, single in zip(batched_scores, singles, strict=True):
         assert expected and scores(single) == pytest.approx(expected, abs=1e-6)
+
+
+def _statements(job_id: str) -> tuple[screening.Delivery, list[str]]:
+    """One delivery for ``job_id`` and the SQL it ran (every engine: the settings make a new one)."""
+    statements: list[str] = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731  (before_cursor_execute's statement)
+    event.listen(Engine, "before_cursor_execute", listener)
+    try:
+        delivery, _, _ = deliver(job_id, BATCH_MAX="8", BATCH_WAIT_MS="0", DRAIN_SECONDS="0")
+    finally:
+        event.remove(Engine, "before_cursor_execute", listener)
+    # An earlier delivery's heartbeat thread may still be saying goodbye: only the queue's SQL counts.
+    return delivery, [s for s in statements if "worker_heartbeats" not in s]
+
+
+def test_a_wake_up_for_a_job_a_batch_finished_costs_no_database_statement(empty_queue) -> None:  # type: ignore[no-untyped-def]
+    """Most wake-ups name a job an earlier batch took: its cached final document answers without the
+    database. Without it the delivery claims as always (and still screens nothing twice)."""
+    ids = [new_job(jpeg_bytes((40 + i, 30), seed=900 + i), owner="wakeups") for i in range(3)]
+    first, _, _ = deliver(ids[0], BATCH_MAX="8", BATCH_WAIT_MS="0", DRAIN_SECONDS="0")
+    assert first.batches == [3] and all(job(j).status == "succeeded" for j in ids)
+    late, statements = _statements(ids[1])
+    assert (late.first, late.batches, statements) == ("done", [], [])
+    client = status_cache.get_redis()
+    assert client is not None and client.delete(status_cache.PREFIX + ids[2]) == 1
+    late, statements = _statements(ids[2])
+    assert late.batches == [] and any(s.lstrip().upper().startswith("UPDATE JOBS") for s in statements)
+    assert job(ids[2]).status == "succeeded" and len(job(ids[2]).results) == 1
 
 
 def test_a_corrupt_file_fails_only_its_own_job(empty_queue) -> None:  # type: ignore[no-untyped-def]

@@ -1,17 +1,28 @@
-"""Webhooks through a real worker: signed, retried after a failure, and refused for bad URLs."""
+"""Webhooks through a real worker: signed, retried after a failure, and refused for bad URLs; and one
+delivery attempt as a plain function, for a callback host whose DNS answer changed after submission."""
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import io
+import ipaddress
 import json
 import threading
 
 import pytest
+from sqlalchemy import update
 
+from core import url_fetch
+from core.db import session_scope
+from core.models import Job, JobStatus
+from core.object_store import get_store
+from core.submissions import NewMedia, submit
 from core.webhooks import verify
-from tests.conftest import free_port, png_bytes
+from tests.conftest import free_port, jpeg_bytes, png_bytes
+from tests.support.environment import apply_env
 from tests.support.processes import wait_for
+from workers import webhooks
 
 
 @pytest.fixture()
@@ -73,3 +84,48 @@ def test_known_content_answered_at_once_still_calls_back(client, auth, worker, r
     assert again.status_code == 200
     wait_for(lambda: any(status == 200 for *_, status in received), 60, what="the call back")
     assert json.loads(received[-1][1])["job"]["id"] == again.get_json()["id"]
+
+
+def test_a_callback_name_that_now_resolves_inside_is_refused_and_never_called(  # type: ignore[no-untyped-def]
+        service_env, receiver, monkeypatch):
+    """DNS rebinding: the name passed the submit check (no lookup there) and at delivery resolves to
+    loopback, where the receiver listens. The resolver is replaced (no DNS server for made-up names
+    here); the connection itself is real. Refused (the task does not retry it); with the name in
+    WEBHOOK_ALLOWED_HOSTS the same answer is used, and the request goes to that checked address with the
+    Host header still naming the host."""
+    url, received = receiver
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[url_fetch.IPAddress]:
+        lookups.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(url_fetch, "resolve", resolve)
+    data = jpeg_bytes((40, 40), seed=9001)
+    media = NewMedia(data, hashlib.sha256(data).hexdigest(), "jpeg", "image", 40, 40)
+    callback = f"http://hooks.rebind.test:{port}/hook"
+    job_id = submit(get_store(), "hooks", media, None, {"nsfw": "1"}, callback_url=callback).doc["id"]
+    with session_scope() as session:  # finished by hand: only the delivery is under test
+        session.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.SUCCEEDED))
+
+    with apply_env({"WEBHOOK_ALLOWED_HOSTS": ""}):
+        assert webhooks.send(job_id) == "refused"
+    assert lookups == ["hooks.rebind.test"] and received == []
+
+    with apply_env({"WEBHOOK_ALLOWED_HOSTS": "hooks.rebind.test"}):
+        assert webhooks.send(job_id) == "retry"  # reached: the receiver answers 500 the first time
+    assert len(received) == 1 and received[0][0]["Host"] == f"hooks.rebind.test:{port}"
+    assert lookups == ["hooks.rebind.test"] * 2
+
+
+def test_a_metadata_address_is_refused_even_for_an_allowed_host(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(url_fetch, "resolve", lambda host, port: [ipaddress.ip_address("169.254.169.254")])
+
+    def no_connection(*args: object) -> None:
+        raise AssertionError("connected to a refused address")
+
+    monkeypatch.setattr(url_fetch, "open_socket", no_connection)
+    with pytest.raises(url_fetch.UrlRejected) as refused:
+        url_fetch.post("http://hooks.example.com/hook", b"{}", {}, allowed_hosts={"hooks.example.com"})
+    assert refused.value.code == "url_not_allowed"
