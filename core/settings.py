@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     database_url: str = Field("", description="SQLAlchemy URL; default sqlite:///$DATA_DIR/deepscreen.db")
     broker_url: str = Field("", description="Celery broker: redis://, amqp:// or filesystem:// (default)")
     result_backend: str = Field("", description="Celery results (only /v1/text uses them); default REDIS_URL or DB")
-    redis_url: str = Field("", description="Redis for the status cache and rate limits; empty disables both caches")
+    redis_url: str = Field("", description="Redis for the status cache and rate limits; empty: no status cache, "
+                                            "limits counted in $DATA_DIR/ratelimits.db")
     storage_url: str = Field("", description="file:///path (default $DATA_DIR/blobs) or s3://bucket")
     s3_endpoint_url: str = Field("", description="S3 endpoint for MinIO or a test server; empty means AWS")
     s3_region: str = Field("us-east-1", description="S3 region")

@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, test_config: dict[str, Any] | N
         MAX_FORM_MEMORY_SIZE=max(1024 * 1024, settings.max_text_chars * 4),  # text fields; files stream to disk
         MAX_FORM_PARTS=MAX_ITEMS + 20,  # a batch's items (web/batches.py) plus its other fields
         JSON_SORT_KEYS=False,
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        # Without Redis (embedded mode) the counters go in a SQLite file every gunicorn process shares.
+        RATELIMIT_STORAGE_URI=settings.redis_url or f"deepscreen-sqlite://{settings.data_dir / 'ratelimits.db'}",
         RATELIMIT_DEFAULT=settings.rate_limit_default,
         RATELIMIT_KEY_PREFIX="deepscreen",
         RATELIMIT_SWALLOW_ERRORS=True,  # a Redis outage must not turn every request into a 500

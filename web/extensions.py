@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import g, request
 from flask_limiter import Limiter
 
+import web.rate_limit_store  # noqa: F401  (registers the embedded mode's deepscreen-sqlite:// storage)
+
 
 def rate_limit_key() -> str:
     # Per subject when authenticated (auth runs first), else per client address.

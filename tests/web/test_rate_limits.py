@@ -1,4 +1,5 @@
-"""Rate limits are counted in Redis, so they hold across gunicorn worker processes, per subject."""
+"""Rate limits hold across gunicorn worker processes, per subject: counted in Redis in service mode,
+in a SQLite file in DATA_DIR in the embedded mode (no Redis)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,21 @@ from tests.support.processes import Gunicorn, wait_for
 LIMIT, WORKERS, ROUNDS = 5, 3, 4
 
 
-@pytest.fixture(scope="module")
-def three_workers(service_env, tmp_path_factory):  # type: ignore[no-untyped-def]
+# The embedded mode: every service URL empty, so the defaults (SQLite, filesystem broker, no Redis) apply.
+EMBEDDED = {"DATABASE_URL": "", "BROKER_URL": "", "REDIS_URL": "", "RESULT_BACKEND": "", "STORAGE_URL": ""}
+
+
+@pytest.fixture(scope="module", params=["service", "embedded"])
+def three_workers(request, service_env, tmp_path_factory):  # type: ignore[no-untyped-def]
     # %(p)s is the worker's pid in the access log: it shows which process answered each request.
     env = {"RATE_LIMIT_DEFAULT": f"{LIMIT}/minute",
            "GUNICORN_CMD_ARGS": "--access-logfile - --access-logformat 'served-by=%(p)s %(s)s %(U)s'"}
+    if request.param == "embedded":
+        from core.migrate import upgrade
+
+        data_dir = tmp_path_factory.mktemp("embedded")
+        upgrade(f"sqlite:///{data_dir / 'deepscreen.db'}")
+        env |= EMBEDDED | {"DATA_DIR": str(data_dir)}
     # sync workers: each takes one connection at a time, which is how the test spreads requests over
     # every process (a gthread worker would accept them all).
     server = Gunicorn(env, tmp_path_factory.mktemp("limits") / "gunicorn.log", free_port(), workers=WORKERS,
@@ -91,5 +102,5 @@ def test_limit_holds_across_workers_and_only_for_that_subject(three_workers, sub
     wait_for(lambda: len(pattern.findall(three_workers.log())) > ROUNDS * WORKERS, 10, what="the access log")
     pids = {pid for pid, _ in pattern.findall(three_workers.log())}
     # Every process answered, yet only LIMIT got through in all: the count is shared (a per-process
-    # in-memory count would have let up to WORKERS x LIMIT through).
+    # in-memory count, the embedded mode's before, let up to WORKERS x LIMIT through).
     assert len(pids) == WORKERS, pids
