@@ -1,8 +1,9 @@
 """Restart Redis (broker + status cache, no persistence) with jobs in flight: every queued and
 unacknowledged message is gone, yet no accepted job is lost. The web still accepts jobs while the
 broker is down (they stay queued in PostgreSQL), and beat's sweep re-sends what the broker lost;
-a batch whose worker died during the outage (its message gone too) is put back by the sweep, which
-sees that the lease holder's pid is gone."""
+a batch whose worker died during the outage (its message gone too) is put back by whichever sees
+first that the lease holder's pid is gone (the sweep, or the pool's replacement process), and the
+sweep re-sends its wake-ups."""
 
 from __future__ import annotations
 
@@ -46,8 +47,11 @@ def test_redis_restart_loses_no_accepted_job(fault_worker, fault_client, fault_a
                   sweeps_done=sweeps)
     final = assert_nothing_lost(fault_client, auth, job_ids)
     assert all(r.status == "succeeded" for r in final.values()), final
-    assert all(final[v].attempts == 2 for v in victim)  # put back by the sweep, claimed once more
-    assert sum(s["woken"] for s in sweeps) >= 1 and sum(s["requeued"] for s in sweeps) >= 1, sweeps
+    # The victims were put back once and claimed once more: by the sweep, or first by the pool's
+    # replacement process (it adopts a dead sibling's jobs at start-up). The jobs accepted during
+    # the outage were never sent to a broker: only the sweep's re-sends can have started them.
+    assert all(final[v].attempts == 2 for v in victim), final
+    assert sum(s["woken"] for s in sweeps) >= 1, sweeps
     assert duplicate_results() == []
     assert fault_client.get("/ready").status_code == 200
 
