@@ -16,9 +16,11 @@ from core.settings import Settings, get_settings
 
 def web_argv(settings: Settings, bind: str | None = None, workers: int | None = None) -> list[str]:
     # gthread: a long poll (?wait=) holds a thread, not a process (web/long_poll.py); the app reads
-    # WEB_THREADS too, to keep a quarter of the threads free of long polls.
+    # WEB_THREADS too, to keep a quarter of the threads free of long polls. The worker class is gthread
+    # with gunicorn's own error answers (414, 431, 400) in the API's error shape (web/gunicorn_worker.py).
     return [sys.executable, "-m", "gunicorn", "--bind", bind or settings.web_bind,
-            "--workers", str(workers or settings.web_workers), "--worker-class", "gthread",
+            "--workers", str(workers or settings.web_workers),
+            "--worker-class", "web.gunicorn_worker.JsonErrorThreadWorker",
             "--threads", str(settings.web_threads), "--timeout", "60", "--graceful-timeout", "20",
             "web.app:create_app()"]  # the app writes the access log itself (JSON, with request ids)
 

@@ -51,16 +51,23 @@ ERROR_DESCRIPTIONS = {
     422: ("Well-formed but unacceptable (unknown_model, invalid_body, invalid_text, corrupt headers; for a `url`: "
           "bad_url, url_not_allowed, url_fetch_failed, url_too_large)"),
     429: "Rate limit exceeded (`rate_limited`: the caller's, or its API key's own); see Retry-After",
+    414: "The request line is over 4094 bytes (`uri_too_long`), answered by the HTTP server before the API",
+    431: "Too many or too large headers (`headers_too_large`), answered by the HTTP server before the API",
     500: "Unexpected server error (`internal_error`)",
     503: ("A dependency is down: database_unavailable, storage_unavailable, model_unavailable, "
           "screening_failed, timeout; or server_busy (every upload slot taken: see Retry-After)"),
 }
 
 
+# Any request can be refused by the HTTP server before the API sees it (web/gunicorn_worker.py).
+SERVER_LIMITS = (414, 431)
+
+
 def errors(*statuses: int) -> dict[str, Any]:
-    """Responses in the one error shape; 429 carries Retry-After."""
+    """Responses in the one error shape (plus the server's own limits, on every operation); 429 carries
+    Retry-After."""
     out: dict[str, Any] = {}
-    for status in statuses:
+    for status in sorted({*statuses, *SERVER_LIMITS}):
         headers = {"Retry-After": {"schema": {"type": "string"}, "required": True}} if status == 429 else None
         out[str(status)] = json_body(ref("Error"), ERROR_DESCRIPTIONS[status], headers)
     return out

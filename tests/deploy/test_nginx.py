@@ -307,3 +307,14 @@ def test_production_stub_status_has_its_own_private_server() -> None:
     assert "allow 0.0.0.0" not in block and "allow all" not in block
     main = next(s for s in servers if "listen 80 default_server;" in s)
     assert "stub_status;" not in main
+
+
+def test_request_line_or_header_too_long_for_nginx_gets_json(nginx: int) -> None:
+    """nginx refuses an over-long request line (414) or header (its 494, answered 431) before any
+    proxying: in the API's error shape, like every other answer."""
+    status, headers, body = _request(nginx, "GET", "/v1/jobs?limit=" + "9" * 20_000)
+    assert status == 414
+    _assert_error_shape(headers, body.strip(), "uri_too_long")
+    status, headers, body = _request(nginx, "GET", "/v1/jobs", headers={"X-Filler": "y" * 20_000})
+    assert status == 431
+    _assert_error_shape(headers, body.strip(), "headers_too_large")

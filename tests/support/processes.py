@@ -172,12 +172,13 @@ class Control(Worker):
 
 
 class Gunicorn(Service):
-    """gunicorn as `deepscreen web` runs it: gthread workers (a long poll holds a thread); the app is
+    """gunicorn as `deepscreen web` runs it: gthread workers (a long poll holds a thread) answering
+    gunicorn's own errors as JSON (web/gunicorn_worker.py); the app is
     told the thread count (WEB_THREADS) it sizes its long polls by. ``worker_class="sync"`` gives one
     request per process (a test that needs to know which process answers)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int, workers: int = 2, threads: int = 128,
-                 worker_class: str = "gthread") -> None:
+                 worker_class: str = "web.gunicorn_worker.JsonErrorThreadWorker") -> None:
         threads = 1 if worker_class == "sync" else threads
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                 "--worker-class", worker_class, "--threads", str(threads), "--timeout", "60",
