@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
+                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
+                             "short polls at doubling intervals (interval); bench/load.py")
     parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repository", type=Path,
@@ -146,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     shared = Shared().start()
     peer = measure_peer(args.model, args.repository, photos, warm, args.concurrency)
     modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
-    runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency) for mode in modes]
+    runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency,
+                      polling=args.polling) for mode in modes]
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))
 
     print(header(f"deepscreen vs BentoML 1.4.40 (same ml/ pipeline, {args.model}): {args.images} distinct 512 px "
-                 f"one-face JPEGs, {args.concurrency} concurrent clients", shared))
+                 f"one-face JPEGs, {args.concurrency} concurrent clients ({args.polling} polls)", shared))
     rows: list[list[object]] = [[
         "BentoML: adaptive batching (<= 32), 2 workers x 1 thread; no auth, storage or database",
         peer.rate, 1.0, peer.p50(), 1e3 * peer.cpu_seconds / len(photos),

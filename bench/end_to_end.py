@@ -47,6 +47,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", default="1,2", help="offline grid: ONNX Runtime threads")
     parser.add_argument("--batches", default="1,8,32", help="offline grid: batch sizes")
     parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
+                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
+                             "short polls at doubling intervals (interval); bench/load.py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repository", type=Path,
                         default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
@@ -72,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                                          int_list(args.threads), int_list(args.batches))
     best = deepfake_offline.best(offline_rows)
     runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency,
-                      poll_interval=args.poll_interval) for mode in modes(args.mode)]
+                      poll_interval=args.poll_interval, polling=args.polling) for mode in modes(args.mode)]
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))
 
     print(header(f"end to end vs offline: {best.model}, {args.images} distinct 512 px one-face JPEGs, "
-                 f"{args.concurrency} concurrent clients", shared))
+                 f"{args.concurrency} concurrent clients ({args.polling} polls)", shared))
     columns = ["path", "images/s", "vs best offline", "POST p50 ms", "polls/job", "mean batch",
                "worker peak RSS MiB"]
     rows: list[list[object]] = [[f"offline best: {best.processes} processes x {best.threads} threads, batch "

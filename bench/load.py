@@ -1,10 +1,17 @@
 """N concurrent clients that submit images and poll for their verdicts, as API users do.
 
-Each client thread posts its share of the images back to back (``POST /v1/jobs``) and polls its
-outstanding jobs (``GET /status/<id>``) between posts and after the last one: first ``poll_interval``
-seconds after the POST, then at doubling intervals up to ``max_poll_interval`` (the shipped client polls
-every second). Throughput is measured on the server's clock: images / (the last job's ``finished_at`` -
-the first POST's start), so the polling interval costs requests, not precision.
+Each client thread posts its share of the images back to back (``POST /v1/jobs``), then collects the
+verdicts in one of two ways (``polling``):
+
+- ``wait`` (the default): as the shipped client's ``wait_batch`` does, one job at a time in submission
+  order, each with ``GET /status/<id>?wait=30`` (a long poll: answered when the job is final), asked
+  again while the answer is not final.
+- ``interval``: a client that never long-polls: it polls its outstanding jobs (``GET /status/<id>``)
+  between posts and after the last one, first ``poll_interval`` seconds after the POST, then at
+  doubling intervals up to ``max_poll_interval``.
+
+Throughput is measured on the server's clock: images / (the last job's ``finished_at`` - the first
+POST's start), so how the verdicts are collected costs requests (CPU), not precision.
 """
 
 from __future__ import annotations
@@ -53,8 +60,15 @@ def _finished(doc: dict) -> float:
     return moment.timestamp()
 
 
+POLLING = ("wait", "interval")
+LONG_POLL_SECONDS = 30
+
+
 def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8, poll_interval: float = 0.25,
-        timeout: float = 600, models: str | None = None, max_poll_interval: float = 2.0) -> LoadResult:
+        timeout: float = 600, models: str | None = None, max_poll_interval: float = 2.0,
+        polling: str = "wait") -> LoadResult:
+    if polling not in POLLING:
+        raise ValueError(f"polling must be one of {POLLING}")
     result = LoadResult(jobs=len(blobs))
     lock = threading.Lock()
     first_post: list[float] = []
@@ -108,7 +122,17 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
             if response.status_code != 202:
                 raise RuntimeError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
             pending[response.json()["status_url"]] = time.monotonic() + poll_interval
-            poll_due(time.monotonic())
+            if polling == "interval":
+                poll_due(time.monotonic())
+        for url in list(pending) if polling == "wait" else []:
+            while time.monotonic() < deadline:
+                polls += 1
+                doc = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS},
+                                  timeout=LONG_POLL_SECONDS + 30).json()
+                if doc.get("status") in ("succeeded", "failed"):
+                    record(doc)
+                    del pending[url]
+                    break
         while pending and time.monotonic() < deadline:
             poll_due(time.monotonic())
             if pending:
@@ -125,6 +149,6 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
 
 def warm_up(base: str, headers: dict[str, str], blobs: list[bytes], wait: Callable[[], None] | None = None) -> None:
     """A few jobs through the whole road (first-request work in every process) before measuring."""
-    run(base, headers, blobs, clients=min(len(blobs), 4), poll_interval=0.1, timeout=180)
+    run(base, headers, blobs, clients=min(len(blobs), 4), poll_interval=0.1, timeout=180, polling="interval")
     if wait is not None:
         wait()

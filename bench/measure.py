@@ -43,7 +43,7 @@ Hook = Callable[[Stack], AbstractContextManager[object]]
 
 def run_stack(mode: str, model: str, repo: Path, blobs: list[bytes], warm: list[bytes], clients: int = 8,
               extra_env: dict[str, str] | None = None, poll_interval: float = 0.25, max_poll_interval: float = 2.0,
-              during: Hook | None = None, idle_seconds: float = 2.0) -> StackRun:
+              during: Hook | None = None, idle_seconds: float = 2.0, polling: str = "wait") -> StackRun:
     with STACKS[mode](model, repo, extra_env) as stack:
         load.warm_up(stack.url, stack.headers, warm)
 
@@ -59,7 +59,7 @@ def run_stack(mode: str, model: str, repo: Path, blobs: list[bytes], warm: list[
         before = stack.counters() if stack.counters else {}
         with CpuSampler(groups) as sampler, (during(stack) if during else nullcontext()):
             result = load.run(stack.url, stack.headers, blobs, clients, poll_interval,
-                              max_poll_interval=max_poll_interval)
+                              max_poll_interval=max_poll_interval, polling=polling)
         calls = per_job(before, stack.counters(), result.jobs) if stack.counters else {}
         snap = snapshot()
         hwm = [vm_hwm_kib(p) or 0 for p in stack.groups["inference workers"](snap)]

@@ -2,7 +2,7 @@
 load (bench/road.py's near-free model) and the samples are summed by category and by function, in
 milliseconds per job.
 
-    .venv/bin/python bench/profile_road.py [--jobs 400] [--mode service|embedded] [--rate 100] [--keep DIR]
+    .venv/bin/python bench/profile_road.py [--jobs 400] [--mode service|embedded] [--rate 100] [--photos] [--keep DIR]
 
 py-spy (from .venv-bench, bench/peer_venv.py) attaches to gunicorn's master and to the inference
 workers with ``--subprocesses --nonblocking`` (it never pauses them) and records on-CPU Python stacks
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import peer_venv
 from bench.common import ROOT, Shared, header, own_cpu_seconds, table
 from bench.measure import postgres_backend_cpu, run_stack
-from bench.photos import faceless_images
+from bench.photos import face_photos, faceless_images
 from bench.proc_cpu import snapshot
 from bench.road import one_version_repository
 from bench.stacks import Stack
@@ -170,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--model-version", default=None, help="serve only this version (as bench/road.py)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
+                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
+                             "short polls at doubling intervals (interval); bench/load.py")
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
+    parser.add_argument("--photos", action="store_true",
+                        help="distinct 512 px one-face photos (bench/end_to_end.py's load) instead of face-less 64x64")
     parser.add_argument("--keep", type=Path, help="keep py-spy's raw stacks in this folder")
     parser.add_argument("--repository", type=Path,
                         default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
@@ -178,12 +183,16 @@ def main(argv: list[str] | None = None) -> int:
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ds-bench-profile-"))
     folder.mkdir(parents=True, exist_ok=True)
-    blobs, warm = faceless_images(args.jobs, 64, 0), faceless_images(16, 64, 1000)
+    if args.photos:
+        blobs, warm, what = face_photos(args.jobs, 0), face_photos(16, 1000), "512 px one-face photos"
+    else:
+        blobs, warm, what = faceless_images(args.jobs, 64, 0), faceless_images(16, 64, 1000), "face-less 64x64 JPEGs"
     scratch = tempfile.TemporaryDirectory(prefix="ds-bench-repo-")
     if args.model_version:
         args.repository = one_version_repository(args.repository, args.model, args.model_version, Path(scratch.name))
     shared = Shared().start()
     run = run_stack(args.mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5,
+                    polling=args.polling,
                     during=lambda stack: spy(stack, folder, args.rate))
     shared.stop(own_cpu_seconds() + postgres_backend_cpu(run))
     categories, functions, ours = summarise(folder, args.rate, args.jobs)
@@ -191,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                 "workers": 1e3 * run.cpu["inference workers"] / run.load.jobs}
     sampled = {g: sum(row[2] for row in categories if row[0] == g) for g in measured}
     scale = {g: measured[g] / sampled[g] if sampled[g] else 0.0 for g in measured}
-    print(header(f"profile of the road ({args.mode}): {args.model} on {args.jobs} face-less 64x64 JPEGs, "
-                 f"{args.concurrency} clients, py-spy {args.rate} Hz, non-blocking", shared))
+    print(header(f"profile of the road ({args.mode}): {args.model} on {args.jobs} {what}, "
+                 f"{args.concurrency} clients ({args.polling} polls), py-spy {args.rate} Hz, non-blocking", shared))
     print(f"{run.load.rate:.1f} jobs/s under the profiler; measured CPU ms/job: "
           + ", ".join(f"{k} {1e3 * v / run.load.jobs:.1f}" for k, v in run.cpu.items()))
     print("\npy-spy's GIL-holding samples overcount a 64-thread gunicorn worker; the shares are what to read. "

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                              "MTCNN is the near-free one on face-less images, 2's BlazeFace costs ~10 ms")
     parser.add_argument("--size", type=int, default=64, help="side of the face-less noise images")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
+                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
+                             "short polls at doubling intervals (interval); bench/load.py")
     parser.add_argument("--mode", choices=["embedded", "service", "both"], default="service")
     parser.add_argument("--batch-max", type=int, default=int(os.environ.get("BATCH_MAX", "8")))
     parser.add_argument("--seed", type=int, default=0)
@@ -86,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     shared = Shared().start()
     model_ms = model_cpu_ms(args.repository, args.model, blobs[: min(len(blobs), 200)], args.batch_max)
     modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
-    runs = [run_stack(mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5)
+    runs = [run_stack(mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5,
+                      polling=args.polling)
             for mode in modes]
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))
 
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     served = f"{args.model}/{args.model_version}" if args.model_version else f"{args.model} (newest version)"
     print(header(f"road capacity: {served} on {args.jobs} distinct {args.size}x{args.size} face-less JPEGs "
                  f"(model offline CPU: {model_ms[1]:.2f} ms/image at batch 1, {model_cost:.2f} at batch "
-                 f"{args.batch_max}), {args.concurrency} concurrent clients", shared))
+                 f"{args.batch_max}), {args.concurrency} concurrent clients ({args.polling} polls)", shared))
     rows = []
     for r in runs:
         total = r.cpu_ms_per_job()

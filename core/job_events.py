@@ -8,9 +8,11 @@ re-reads the job (the cache holds its final document by then), so nothing trusts
 alone. Without a message a waiter still re-reads every ``RECHECK_SECONDS`` (a job failed by a sweep
 is cached but not announced) and at its deadline, from the database.
 
-Without Redis (the embedded mode), or while the listener is disconnected, waiters poll the job's
-status column instead: every ``EMBEDDED_POLL_SECONDS`` without Redis, ``DEGRADED_POLL_SECONDS``
-while Redis is down (gentler: the database is then the only thing answering).
+Without Redis (the embedded mode) the one thread per process is a poller instead: every
+``EMBEDDED_POLL_SECONDS`` it asks the database which of the ids being waited on are final, in one
+statement for all of them, and wakes those waiters (a probe per waiter cost each one a query every
+50 ms). While Redis is configured but the listener is disconnected, each waiter probes its own job's
+status column every ``DEGRADED_POLL_SECONDS`` (gentler: the database is then the only thing answering).
 """
 
 from __future__ import annotations
@@ -84,8 +86,11 @@ class JobEvents:
                 waiter = Waiter(job_id)
                 self._waiters.setdefault(job_id, set()).add(waiter)
                 self._count += 1
-        if waiter is not None and get_settings().redis_url:
-            self._ensure_listener()
+        if waiter is not None:
+            if get_settings().redis_url:
+                self._ensure_listener()
+            else:
+                self._ensure_thread(self._poll)
         try:
             yield waiter
         finally:
@@ -99,14 +104,31 @@ class JobEvents:
                     self._count -= 1
 
     def _ensure_listener(self) -> None:
+        self._ensure_thread(self._listen)
+        if not self.healthy:
+            self._ready.wait(READY_WAIT_SECONDS)
+
+    def _ensure_thread(self, target: Callable[[int], None]) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._ready.clear()
-                self._thread = threading.Thread(target=self._listen, args=(self._generation,),
+                self._thread = threading.Thread(target=target, args=(self._generation,),
                                                 name="deepscreen-job-events", daemon=True)
                 self._thread.start()
-        if not self.healthy:
-            self._ready.wait(READY_WAIT_SECONDS)
+
+    def _poll(self, generation: int) -> None:
+        """Embedded mode: one query per interval finds which waited-on jobs are final, for all waiters."""
+        while generation == self._generation:
+            time.sleep(EMBEDDED_POLL_SECONDS)
+            with self._lock:
+                ids = list(self._waiters)
+            try:
+                done = final_among(ids)
+            except Exception as exc:  # the database briefly unavailable: waiters still re-read at their deadline
+                log.warning("long-poll check failed: %s", exc)
+                continue
+            if done:
+                self.wake(done)
 
     def wake(self, job_ids: list[str] | None = None) -> int:
         """Set the events of the waiters on ``job_ids`` (every waiter when None); returns how many."""
@@ -158,6 +180,16 @@ class JobEvents:
 EVENTS = JobEvents()
 
 
+def final_among(job_ids: list[str], chunk: int = 500) -> list[str]:
+    """Which of ``job_ids`` are final (one statement per ``chunk`` ids)."""
+    done: list[str] = []
+    for start in range(0, len(job_ids), chunk):
+        with session_scope() as session:
+            done += session.scalars(select(Job.id).where(Job.id.in_(job_ids[start:start + chunk]),
+                                                         Job.status.in_(TERMINAL)))
+    return done
+
+
 def job_status(job_id: str) -> str | None:
     """The status column alone: the cheap probe the polling fallback repeats."""
     with session_scope() as session:
@@ -180,15 +212,14 @@ def wait_for_final(job_id: str, seconds: float, read: Callable[[], dict[str, Any
             now = clock()
             if now >= deadline:
                 return read(), True
-            if listening and EVENTS.healthy:
+            if not listening or EVENTS.healthy:  # woken by the listener (Redis) or the poller (embedded)
                 if waiter.event.wait(min(deadline, next_read) - now):
                     waiter.event.clear()  # before the read: a finish after it sets the event again
                     doc, next_read = read(), clock() + RECHECK_SECONDS
                 elif clock() >= next_read:
                     doc, next_read = read(), clock() + RECHECK_SECONDS
             else:
-                poll = DEGRADED_POLL_SECONDS if listening else EMBEDDED_POLL_SECONDS
-                if waiter.event.wait(min(poll, deadline - now)):
+                if waiter.event.wait(min(DEGRADED_POLL_SECONDS, deadline - now)):
                     waiter.event.clear()
                 if job_status(job_id) in TERMINAL:
                     doc = read()

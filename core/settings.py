@@ -89,6 +89,9 @@ class Settings(BaseSettings):
         2.0, ge=0, description="How long one delivery keeps claiming queued batches before it returns"
     )
     fetch_threads: int = Field(4, gt=0, description="Threads per worker that fetch and decode a batch's media")
+    worker_nice: int = Field(
+        5, ge=0, le=19, description="Niceness of inference processes: on a shared box the web answers first (0: off)"
+    )
     lease_seconds: int = Field(
         30, ge=5, description="A running job's lease; renewed while its worker lives, then the job is re-queued"
     )

@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select
 
 from core import status_cache
 from core.db import session_scope
-from core.jobs import history, job_document
+from core.jobs import history, job_document, read_document
 from core.models import TERMINAL, Job, JobStatus
 from core.object_store import get_store
 from core.submissions import submit
@@ -88,12 +88,10 @@ def _owned_document(job_id: str, all_versions: bool = False) -> dict[str, Any]:
     # write lost during a Redis partition), so the source of truth answers until the job is done.
     if doc is None or doc.get("owner") != subject or doc.get("status") not in TERMINAL:
         with session_scope() as session:
-            # PostgreSQL rejects NUL in text with an error, not a miss: such an id names no job.
-            job = session.get(Job, job_id) if len(job_id) <= 36 and "\x00" not in job_id else None
-            # Someone else's job is reported exactly like a missing one: ids leak nothing.
-            if job is None or job.owner != subject:
-                raise ApiError(404, "not_found", f"no job {job_id!r}")
-            doc = job_document(job)
+            doc = read_document(session, job_id)
+        # Someone else's job is reported exactly like a missing one: ids leak nothing.
+        if doc is None or doc["owner"] != subject:
+            raise ApiError(404, "not_found", f"no job {job_id!r}")
         if doc["status"] in TERMINAL:  # only a final document is worth caching for the next poll
             status_cache.put(doc)
     return doc

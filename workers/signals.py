@@ -8,6 +8,7 @@ loads a model, opens CUDA or starts a thread.
 from __future__ import annotations
 
 import logging
+import os
 
 from celery.signals import (
     setup_logging,
@@ -34,6 +35,7 @@ def _start(queues: str) -> None:
     choose_providers(settings.onnx_providers)  # refuses ONNX_PROVIDERS=CUDA alone without CUDA
     if settings.inference_queue not in queues.split(",") and settings.text_queue not in queues.split(","):
         return  # a control worker (sweeps, webhooks) loads no model
+    _lower_priority(settings.worker_nice)
     model_cache.preload(settings.model_names)
     worker = process.current()
     worker.queues = queues
@@ -48,6 +50,16 @@ def _start(queues: str) -> None:
 
     worker.hooks.append(follow)
     _adopt_orphans()
+
+
+def _lower_priority(niceness: int) -> None:
+    """Batch work yields the CPU to the web: where both share cores (the embedded mode, a one-box
+    install) a POST then waits for no model, and throughput is the same (the CPU stays busy)."""
+    if niceness > 0:
+        try:
+            os.nice(niceness)
+        except OSError as exc:
+            log.warning("could not lower the inference process's priority: %s", exc)
 
 
 def _adopt_orphans() -> None:

@@ -87,3 +87,18 @@ def test_key_rotation_with_kid() -> None:
 def test_no_secret_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TokenError, match="JWT_SECRET"):
         issue_token(load_settings(data_dir=tmp_path, jwt_secret=""), "alice")
+
+
+def test_a_verified_token_is_remembered_only_while_it_would_still_verify() -> None:
+    """verify_token remembers tokens it accepted (a client repeats its token on every request); the
+    memory must never accept what a full verification would refuse: after expiry, or for a server
+    that no longer trusts the audience."""
+    strict = settings(jwt_leeway_seconds=0)
+    token = issue_token(strict, "alice", ttl_seconds=1)
+    first = verify_token(strict, token)
+    assert verify_token(strict, token) is first  # the second check is answered from memory
+    with pytest.raises(TokenError):
+        verify_token(settings(jwt_leeway_seconds=0, jwt_audience="another-api"), token)
+    time.sleep(1.1)
+    with pytest.raises(TokenError):
+        verify_token(strict, token)

@@ -267,25 +267,43 @@ def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth
 
 
 def test_without_redis_waiters_poll_the_database(service_env, monkeypatch, subject) -> None:  # type: ignore[no-untyped-def]
-    """The embedded mode has no Redis: a waiter polls the job's status every 50 ms instead."""
+    """The embedded mode has no Redis: one poller thread per process asks every 50 ms which waited-on
+    jobs are final, in one statement for all of its waiters (not a query per waiter)."""
+    from sqlalchemy import event
+
+    from core import job_events
+    from core.db import get_engine
     from tests.support.environment import reset_caches
     from web.app import create_app
 
     monkeypatch.setenv("REDIS_URL", "")
     monkeypatch.setenv("INFERENCE_QUEUE", f"parked-{uuid.uuid4().hex[:8]}")
     reset_caches()
+    job_events.EVENTS._reset()  # as a fresh web process (an earlier test's Redis listener stops)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
     try:
         app = create_app()
         headers = bearer(subject)
-        job = submit(app.test_client(), headers, 9205)
+        jobs = [submit(app.test_client(), headers, 9205 + i) for i in range(4)]
         out: list = []
-        thread = _wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", headers, out)
-        time.sleep(0.5)
-        finished = finish(job["id"], publish=False)
-        thread.join(25)
-        (answered, response), = out
-        assert response.get_json()["status"] == "failed"
-        assert answered - finished < 0.25, answered - finished
+        threads = [_wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", headers, out) for job in jobs]
+        time.sleep(0.3)
+        event.listen(get_engine(), "before_cursor_execute", count)
+        time.sleep(1.0)  # four waiters parked for a second
+        event.remove(get_engine(), "before_cursor_execute", count)
+        finished = max(finish(job["id"], publish=False) for job in jobs)
+        for thread in threads:
+            thread.join(25)
+        assert len(out) == 4
+        for answered, response in out:
+            assert response.get_json()["status"] == "failed"
+            assert answered - finished < 0.25, answered - finished
+        # ~20 checks in that second for all four waiters together; a probe per waiter would be ~80
+        assert 5 <= len(statements) <= 40, len(statements)
     finally:
         monkeypatch.undo()
         reset_caches()
