@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
 from bench.common import ROOT, Shared, header, in_client_threads, own_cpu_seconds, table
+from bench.load import add_polling_argument
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos
 from bench.proc_cpu import CpuSampler, tree
@@ -135,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
-                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
-                             "short polls at doubling intervals (interval); bench/load.py")
+    add_polling_argument(parser)
     parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repository", type=Path,

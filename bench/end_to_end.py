@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
 from bench.common import ROOT, Shared, header, int_list, own_cpu_seconds, table
+from bench.load import add_polling_argument
 from bench.measure import StackRun, postgres_backend_cpu, run_stack
 from bench.photos import face_photos
 
@@ -47,9 +48,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", default="1,2", help="offline grid: ONNX Runtime threads")
     parser.add_argument("--batches", default="1,8,32", help="offline grid: batch sizes")
     parser.add_argument("--poll-interval", type=float, default=0.25)
-    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
-                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
-                             "short polls at doubling intervals (interval); bench/load.py")
+    add_polling_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repository", type=Path,
                         default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))

@@ -1,11 +1,15 @@
 """N concurrent clients that submit images and poll for their verdicts, as API users do.
 
-Each client thread posts its share of the images back to back (``POST /v1/jobs``), then collects the
-verdicts in one of two ways (``polling``):
+Each client thread works through its share of the images and collects the verdicts in one of three
+ways (``polling``):
 
-- ``wait`` (the default): as the shipped client's ``wait_batch`` does, one job at a time in submission
-  order, each with ``GET /status/<id>?wait=30`` (a long poll: answered when the job is final), asked
-  again while the answer is not final.
+- ``wait`` (the default): it posts its images back to back (``POST /v1/jobs``), then, as the shipped
+  client's ``wait_batch`` does, collects one job at a time in submission order, each with
+  ``GET /status/<id>?wait=30`` (a long poll: answered when the job is final), asked again while the
+  answer is not final.
+- ``submit``: one request per image, as the shipped client's ``submit_file(..., wait=30)``:
+  ``POST /v1/jobs?wait=30`` holds the answer until the verdict is in, so each client has one job in
+  flight (as a BentoML client does); POST times then include the wait.
 - ``interval``: a client that never long-polls: it polls its outstanding jobs (``GET /status/<id>``)
   between posts and after the last one, first ``poll_interval`` seconds after the POST, then at
   doubling intervals up to ``max_poll_interval``.
@@ -16,6 +20,7 @@ POST's start), so how the verdicts are collected costs requests (CPU), not preci
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import threading
 import time
@@ -60,8 +65,15 @@ def _finished(doc: dict) -> float:
     return moment.timestamp()
 
 
-POLLING = ("wait", "interval")
+POLLING = ("wait", "submit", "interval")
 LONG_POLL_SECONDS = 30
+
+
+def add_polling_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--polling", choices=POLLING, default="wait",
+                        help="how clients collect verdicts: long polls as the shipped client's wait_batch "
+                             "(wait), submit-and-wait in one request (submit) or short polls at doubling "
+                             "intervals (interval); bench/load.py")
 
 
 def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8, poll_interval: float = 0.25,
@@ -107,24 +119,8 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
                     waits[url] = min(max_poll_interval, waits.get(url, poll_interval) * 2)
                     pending[url] = time.monotonic() + waits[url]
 
-        for blob in share:
-            form = {"models": models} if models else None
-            started = time.time()
-            response = session.post(f"{base}/v1/jobs", headers=headers, files={"file": ("x.jpg", blob)},
-                                    data=form, timeout=60)
-            elapsed = time.time() - started
-            with lock:
-                first_post.append(started)
-                result.post_ms.append(1e3 * elapsed)
-            if response.status_code == 200:  # already screened: the verdict came back at once
-                record(response.json())
-                continue
-            if response.status_code != 202:
-                raise RuntimeError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
-            pending[response.json()["status_url"]] = time.monotonic() + poll_interval
-            if polling == "interval":
-                poll_due(time.monotonic())
-        for url in list(pending) if polling == "wait" else []:
+        def long_poll(url: str) -> None:
+            nonlocal polls
             while time.monotonic() < deadline:
                 polls += 1
                 doc = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS},
@@ -132,7 +128,31 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
                 if doc.get("status") in ("succeeded", "failed"):
                     record(doc)
                     del pending[url]
-                    break
+                    return
+
+        for blob in share:
+            form = {"models": models} if models else None
+            started = time.time()
+            held = {"wait": LONG_POLL_SECONDS} if polling == "submit" else None
+            response = session.post(f"{base}/v1/jobs", headers=headers, files={"file": ("x.jpg", blob)},
+                                    data=form, params=held, timeout=60 + LONG_POLL_SECONDS)
+            elapsed = time.time() - started
+            with lock:
+                first_post.append(started)
+                result.post_ms.append(1e3 * elapsed)
+            if response.status_code == 200:  # final: already screened, or screened within ?wait=
+                record(response.json())
+                continue
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
+            url = response.json()["status_url"]
+            pending[url] = time.monotonic() + poll_interval
+            if polling == "interval":
+                poll_due(time.monotonic())
+            elif polling == "submit":  # not final within the wait: long-poll it before the next image
+                long_poll(url)
+        for url in list(pending) if polling == "wait" else []:
+            long_poll(url)
         while pending and time.monotonic() < deadline:
             poll_due(time.monotonic())
             if pending:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
 from bench.common import ROOT, Shared, header, own_cpu_seconds, table
+from bench.load import add_polling_argument
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos, faceless_images
 from bench.proc_cpu import snapshot
@@ -170,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--model-version", default=None, help="serve only this version (as bench/road.py)")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
-                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
-                             "short polls at doubling intervals (interval); bench/load.py")
+    add_polling_argument(parser)
     parser.add_argument("--rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--photos", action="store_true",
                         help="distinct 512 px one-face photos (bench/end_to_end.py's load) instead of face-less 64x64")

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
 from bench.common import ROOT, Shared, header, own_cpu_seconds, table
+from bench.load import add_polling_argument
 from bench.measure import StackRun, postgres_backend_cpu, run_stack
 from bench.photos import faceless_images
 
@@ -70,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                              "MTCNN is the near-free one on face-less images, 2's BlazeFace costs ~10 ms")
     parser.add_argument("--size", type=int, default=64, help="side of the face-less noise images")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--polling", choices=["wait", "interval"], default="wait",
-                        help="how clients collect verdicts: long polls as the shipped client (wait) or "
-                             "short polls at doubling intervals (interval); bench/load.py")
+    add_polling_argument(parser)
     parser.add_argument("--mode", choices=["embedded", "service", "both"], default="service")
     parser.add_argument("--batch-max", type=int, default=int(os.environ.get("BATCH_MAX", "8")))
     parser.add_argument("--seed", type=int, default=0)

@@ -8,11 +8,14 @@ re-reads the job (the cache holds its final document by then), so nothing trusts
 alone. Without a message a waiter still re-reads every ``RECHECK_SECONDS`` (a job failed by a sweep
 is cached but not announced) and at its deadline, from the database.
 
-Without Redis (the embedded mode) the one thread per process is a poller instead: every
-``EMBEDDED_POLL_SECONDS`` it asks the database which of the ids being waited on are final, in one
-statement for all of them, and wakes those waiters (a probe per waiter cost each one a query every
-50 ms). While Redis is configured but the listener is disconnected, each waiter probes its own job's
-status column every ``DEGRADED_POLL_SECONDS`` (gentler: the database is then the only thing answering).
+Without Redis (the embedded mode) the one thread per process listens on a UNIX datagram socket
+instead (core.local_events: workers send each finished batch's ids to every web process's socket),
+and once a second asks the database which of the ids being waited on are final, in one statement
+for all of them, for anything no announcement told. Where no socket can be bound it asks every
+``EMBEDDED_POLL_SECONDS`` (a probe per waiter cost each one a query every 50 ms).
+
+While Redis is configured but the listener is disconnected, each waiter probes its own job's status
+column every ``DEGRADED_POLL_SECONDS`` (gentler: the database is then the only thing answering).
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import redis
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from core import status_cache
-from core.db import session_scope
+from core import local_events, status_cache
+from core.db import get_engine, session_scope
 from core.models import TERMINAL, Job
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 5.0
 EMBEDDED_POLL_SECONDS = 0.05
+EMBEDDED_FALLBACK_SECONDS = 1.0
 DEGRADED_POLL_SECONDS = 1.0
 READY_WAIT_SECONDS = 1.0  # the first waiter waits this long for the subscription before reading
 
@@ -117,18 +121,35 @@ class JobEvents:
                 self._thread.start()
 
     def _poll(self, generation: int) -> None:
-        """Embedded mode: one query per interval finds which waited-on jobs are final, for all waiters."""
-        while generation == self._generation:
-            time.sleep(EMBEDDED_POLL_SECONDS)
-            with self._lock:
-                ids = list(self._waiters)
-            try:
-                done = final_among(ids)
-            except Exception as exc:  # the database briefly unavailable: waiters still re-read at their deadline
-                log.warning("long-poll check failed: %s", exc)
-                continue
-            if done:
-                self.wake(done)
+        """Embedded mode: woken by announcements on this process's socket (core.local_events); one
+        query for all waiters finds what no announcement told, every EMBEDDED_FALLBACK_SECONDS (every
+        EMBEDDED_POLL_SECONDS where no socket could be bound)."""
+        sock = local_events.bind()
+        interval = EMBEDDED_POLL_SECONDS if sock is None else EMBEDDED_FALLBACK_SECONDS
+        next_check = time.monotonic()  # at once: a job may have ended before the socket existed
+        try:
+            while generation == self._generation:
+                if sock is None:
+                    time.sleep(interval)
+                else:
+                    announced = local_events.receive(sock, max(0.0, next_check - time.monotonic()))
+                    if announced:
+                        self.wake(announced)
+                    if time.monotonic() < next_check:
+                        continue
+                next_check = time.monotonic() + interval
+                with self._lock:
+                    ids = list(self._waiters)
+                try:
+                    done = final_among(ids)
+                except Exception as exc:  # the database briefly unavailable: waiters still re-read at their deadline
+                    log.warning("long-poll check failed: %s", exc)
+                    continue
+                if done:
+                    self.wake(done)
+        finally:
+            if sock is not None:
+                local_events.close(sock)
 
     def wake(self, job_ids: list[str] | None = None) -> int:
         """Set the events of the waiters on ``job_ids`` (every waiter when None); returns how many."""
@@ -180,13 +201,19 @@ class JobEvents:
 EVENTS = JobEvents()
 
 
+# Built once: the embedded poller runs it 20 times a second per web process, and a statement built
+# per call costs SQLAlchemy a new cache key each time (a Core connection, not an ORM session, too).
+_FINAL_AMONG = select(Job.id).where(Job.id.in_(bindparam("ids", expanding=True)), Job.status.in_(TERMINAL))
+
+
 def final_among(job_ids: list[str], chunk: int = 500) -> list[str]:
     """Which of ``job_ids`` are final (one statement per ``chunk`` ids)."""
     done: list[str] = []
-    for start in range(0, len(job_ids), chunk):
-        with session_scope() as session:
-            done += session.scalars(select(Job.id).where(Job.id.in_(job_ids[start:start + chunk]),
-                                                         Job.status.in_(TERMINAL)))
+    if not job_ids:
+        return done
+    with get_engine().connect() as connection:
+        for start in range(0, len(job_ids), chunk):
+            done += connection.scalars(_FINAL_AMONG, {"ids": job_ids[start:start + chunk]})
     return done
 
 

@@ -1,5 +1,6 @@
 """The status cache: final job documents clients poll, in Redis (shared by every process) or, without
-REDIS_URL (the embedded mode), in this process's memory for a few seconds.
+REDIS_URL (the embedded mode), in this process's memory for a few seconds (and their ids announced to
+the web processes over core.local_events).
 
 It is only a cache: any failure here is logged and ignored, and readers fall back to the database.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 import redis
 
+from core import local_events
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ def put_many(docs: list[dict[str, Any]]) -> None:
     if client is None or not docs:
         for doc in docs:
             _remember(doc)
+        local_events.announce([d["id"] for d in docs if d.get("status") in FINAL])  # the embedded mode's pub/sub
         return
     ttl = get_settings().status_cache_ttl
     try:

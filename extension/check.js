@@ -48,7 +48,9 @@ async function submit(settings, srcUrl, blob) {
   if (settings.models) form.append("models", settings.models);
   const headers = { "Idempotency-Key": crypto.randomUUID() };
   try {
-    return await (await request(settings, "POST", "/v1/jobs", { body: form, headers })).json();
+    // ?wait=30: the server holds the answer until the verdict is in (one request); a server that
+    // answers 202 anyway is long-polled below.
+    return await (await request(settings, "POST", "/v1/jobs?wait=30", { body: form, headers })).json();
   } catch (err) {
     if (!blob && err.status === 400 && err.code === "missing_file") {
       throw new ApiError(400, "url_unsupported", "The image could not be read here and this server does not fetch URLs.");

@@ -21,7 +21,7 @@ from web import metrics
 from web.auth import current_principal, require, settings
 from web.errors import ApiError
 from web.extensions import limiter
-from web.long_poll import ask_again, read_waiting
+from web.long_poll import ask_again, read_waiting, wait_seconds
 from web.models_api import live_versions
 from web.queue import enqueue_job, enqueue_webhook
 from web.uploads import read_callback, read_flag, read_media, read_models, read_text, upload_slot
@@ -44,8 +44,11 @@ def _submit_limit() -> str:
 @require("submit")
 @limiter.limit(_submit_limit)
 def create():  # type: ignore[no-untyped-def]
+    """Submit one file (or URL). With ``?wait=`` the answer is held until the verdict is in (or the
+    wait ends): one request for a client that wants the verdict now, instead of a POST and a poll."""
     cfg = settings()
     principal = current_principal()
+    wait = wait_seconds()  # a bad ?wait= is refused before anything is stored
     with upload_slot(cfg):  # the media's bytes are in memory from here until the job exists
         upload = read_media(request, cfg)
         text = read_text(request, cfg)
@@ -63,8 +66,12 @@ def create():  # type: ignore[no-untyped-def]
     elif callback and not result.replayed:
         enqueue_webhook(result.doc["id"])  # answered at once from a known verdict: still call back
     metrics.SUBMITTED.labels(upload.kind, "known" if result.doc["status"] == JobStatus.SUCCEEDED else "queued").inc()
-    body = public(result.doc)
-    code = 200 if result.doc["status"] == JobStatus.SUCCEEDED else 202
+    doc = result.doc
+    if wait > 0 and doc["status"] not in TERMINAL:
+        job_id = doc["id"]
+        doc = read_waiting(job_id, lambda: _owned_document(job_id), cfg)
+    body = public(doc)
+    code = 200 if body["status"] in TERMINAL else 202  # final (known verdict or waited for): 200
     response = jsonify(body)
     response.status_code = code
     response.headers["Location"] = body["status_url"]

@@ -249,10 +249,15 @@ def paths(settings: Settings) -> dict[str, Any]:
                 "summary": "Submit media for screening", "operationId": "submitJob", "tags": ["jobs"],
                 "x-scope": "submit",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 200}},
+                               {**WAIT, "description": "Submit and wait in one request: hold the answer up to "
+                                "this many seconds until the new job is final; a final job is answered 200, one "
+                                "still queued or running 202 (poll status_url). A bad value is refused (400 "
+                                "bad_wait) before anything is stored."}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
                 "responses": {
-                    "200": json_body(ref("Job"), "Known content, answered at once (succeeded)", location),
+                    "200": json_body(ref("Job"), "Final: known content answered at once (succeeded), or the "
+                                                 "job ended within ?wait= (succeeded or failed)", location),
                     "202": json_body(ref("Job"), "Accepted and queued; poll status_url (or ?wait=)",
                                      {**location, **RETRY_AFTER}),
                     **errors(400, 401, 403, 413, 415, 422, 429, 500, 503),

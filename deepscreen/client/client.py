@@ -105,40 +105,48 @@ class Client:
         return form
 
     def _submit(self, form: list[tuple[str, str]], files: list[tuple[str, Any]] | None,
-                idempotency_key: str | None) -> Job:
+                idempotency_key: str | None, wait: float | None = None) -> Job:
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}  # makes retried POSTs safe
+        hold = int(max(0.0, min(MAX_WAIT, wait or 0)))
+        extra: dict[str, Any] = {"params": {"wait": str(hold)}, "timeout": self.http.timeout + hold} if hold else {}
         if files is None:  # still multipart (as the API documents), with plain fields only
-            response = self.http.request("POST", "/v1/jobs", files=[(k, (None, v)) for k, v in form], headers=headers)
+            response = self.http.request("POST", "/v1/jobs", files=[(k, (None, v)) for k, v in form], headers=headers,
+                                         **extra)
         else:
-            response = self.http.request("POST", "/v1/jobs", data=form, files=files, headers=headers)
+            response = self.http.request("POST", "/v1/jobs", data=form, files=files, headers=headers, **extra)
         return Job.from_json(response.json())
 
     def submit_file(self, file: str | Path | IO[bytes], *, text: str | None = None,
                     models: Iterable[str] | str | None = None, callback_url: str | None = None,
-                    idempotency_key: str | None = None, filename: str | None = None) -> Job:
+                    idempotency_key: str | None = None, filename: str | None = None,
+                    wait: float | None = None) -> Job:
         """Upload an image or video. Answers at once with a verdict when the same bytes were already
-        screened by the live model versions (``job.final``), else with a queued job to ``wait`` for."""
+        screened by the live model versions (``job.final``), else with a queued job to ``wait`` for.
+        With ``wait`` (≤ 30 s) the server holds the answer until the verdict is in: one request
+        (``job.final`` tells whether it came in time)."""
         form = self._form(text, models, callback_url)
         if isinstance(file, str | Path):
             path = Path(file)
             name = filename or path.name
             with path.open("rb") as fh:
-                return self._submit(form, [("file", (name, fh, content_type(name)))], idempotency_key)
+                return self._submit(form, [("file", (name, fh, content_type(name)))], idempotency_key, wait)
         name = filename or Path(str(getattr(file, "name", "upload"))).name
-        return self._submit(form, [("file", (name, file, content_type(name)))], idempotency_key)
+        return self._submit(form, [("file", (name, file, content_type(name)))], idempotency_key, wait)
 
     def submit_bytes(self, data: bytes, filename: str = "upload", **options: Any) -> Job:
         return self.submit_file(io.BytesIO(data), filename=filename, **options)
 
     def submit_url(self, url: str, *, text: str | None = None, models: Iterable[str] | str | None = None,
-                   callback_url: str | None = None, idempotency_key: str | None = None) -> Job:
-        """Ask the server to fetch ``url`` and screen it (the server guards against SSRF).
+                   callback_url: str | None = None, idempotency_key: str | None = None,
+                   wait: float | None = None) -> Job:
+        """Ask the server to fetch ``url`` and screen it (the server guards against SSRF); ``wait`` as
+        in ``submit_file``.
 
         Raises ``FeatureUnavailable`` when the server takes uploads only (it then asks for a file).
         """
         form = [("url", url), *self._form(text, models, callback_url)]
         try:
-            return self._submit(form, None, idempotency_key)
+            return self._submit(form, None, idempotency_key, wait)
         except ApiError as exc:
             if exc.status == 400 and exc.code == "missing_file":
                 raise FeatureUnavailable("this server does not accept URL submissions; upload the bytes") from exc

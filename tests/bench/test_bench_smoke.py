@@ -123,8 +123,17 @@ def test_end_to_end_both_modes(model_repo: Path) -> None:
 
 
 @pytest.mark.slow
+def test_verdict_latency(model_repo: Path) -> None:
+    out = run_bench(["bench/verdict_latency.py", "--images", "3", "--clients", "1,2", "--mode", "embedded"],
+                    model_repo, timeout=300)
+    assert "| embedded | 1 |" in out and "| embedded | 2 |" in out and "finished -> answer ms p50 / p90" in out
+
+
+@pytest.mark.slow
 def test_road_service(model_repo: Path) -> None:
-    out = run_bench(["bench/road.py", "--jobs", "16", "--concurrency", "4"], model_repo, timeout=300)
+    # submit-and-wait clients here (POST ?wait=); the end-to-end smoke covers the default long polls
+    out = run_bench(["bench/road.py", "--jobs", "16", "--concurrency", "4", "--polling", "submit"], model_repo,
+                    timeout=300)
     assert "| service |" in out and "PostgreSQL backends (this database)" in out and "redis-server" in out
     assert "load generator" in out and "| no |" in out
 

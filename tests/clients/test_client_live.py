@@ -53,6 +53,24 @@ def test_upload_wait_read_list_and_lookup(live: Live, api_key: str, tmp_path) ->
             client.get_job("00000000-0000-0000-0000-000000000000")
 
 
+def test_submit_with_wait_answers_the_verdict_in_one_request(live: Live) -> None:
+    """``submit_bytes(wait=)`` sends ``POST /v1/jobs?wait=``: the server holds the answer until the job
+    is final, so the verdict comes back from the submission itself, with no poll."""
+    with Client(live.url, token=live.token("client-submit-wait")) as client:
+        sent: list[str] = []
+        original = client.http.session.request
+
+        def counting(method: str, url: str, **kwargs):  # type: ignore[no-untyped-def]
+            sent.append(f"{method} {url.split('?')[0].rsplit('/v1/', 1)[-1]} {kwargs.get('params')}")
+            return original(method, url, **kwargs)
+
+        client.http.session.request = counting  # type: ignore[method-assign]
+        job = client.submit_bytes(noise_jpeg(4050), filename="w.jpg", wait=30)
+        assert job.final and job.succeeded, job
+        assert job.results["nsfw"].label in ("safe", "nsfw")
+        assert sent == ["POST jobs {'wait': '30'}"], sent  # one request: no status poll
+
+
 def test_pages_of_jobs_follow_the_cursor(live: Live) -> None:
     with Client(live.url, token=live.token("client-pages")) as client:
         ids = [client.submit_bytes(noise_jpeg(4100 + n), filename=f"p{n}.jpg").id for n in range(3)]

@@ -43,6 +43,10 @@ def test_up_serves_a_real_verdict_and_stops_cleanly(tmp_path, model_repo):  # ty
         job = wait_for(finished, 90, what="the embedded job")
         assert job["status"] == "succeeded", job
         assert 0.0 <= job["results"]["nsfw"]["score"] <= 1.0
+        held = requests.post(f"{base}/v1/jobs", headers=headers, params={"wait": "30"}, timeout=60,
+                             files={"file": ("b.jpg", jpeg_bytes((100, 100), seed=6))})
+        assert held.status_code == 200, held.text  # submit and wait: the verdict in the POST's answer
+        assert held.json()["status"] == "succeeded" and 0.0 <= held.json()["results"]["nsfw"]["score"] <= 1.0
         assert (tmp_path / "data" / "deepscreen.db").exists()
         assert any((tmp_path / "data" / "blobs").rglob("*"))
 

@@ -59,6 +59,10 @@ def test_api_key_to_verdict_through_nginx(stack, service_env):  # type: ignore[n
     assert job["status"] == "succeeded"
     assert 0.0 <= job["results"]["nsfw"]["score"] <= 1.0
     assert job["results"]["nsfw"]["model_version"] == "1"
+    held = requests.post(f"{stack}/v1/jobs", headers=headers, params={"wait": "30"}, timeout=60,
+                         files={"file": ("held.jpg", jpeg_bytes((160, 120), seed=901), "image/jpeg")})
+    assert held.status_code == 200, held.text  # submit and wait in one request, through nginx
+    assert held.json()["status"] == "succeeded" and "Retry-After" not in held.headers
     assert requests.get(f"{stack}/ready", timeout=10).status_code == 200
 
 
