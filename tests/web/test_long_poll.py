@@ -166,17 +166,28 @@ def submit(client, headers, seed: int) -> dict[str, Any]:  # type: ignore[no-unt
     return response.get_json()
 
 
-def finish(job_id: str, publish: bool) -> float:
-    """End the job as a worker would (a terminal state in the database, then the cache and, if
-    ``publish``, the announcement); returns when it was announced."""
-    from core import status_cache
-    from core.jobs import fail, refresh_cache
+def finish(job_id: str) -> float:
+    """End the job as a sweep does (failed in the database, then its final document cached and
+    announced: core.jobs.fail); returns when."""
+    from core.jobs import fail
 
     assert fail(job_id, "test_finish", "ended by the test")
-    doc = refresh_cache(job_id)
-    assert doc is not None
-    if publish:
-        status_cache.put_many([doc])
+    return time.monotonic()
+
+
+def end_silently(job_id: str) -> float:
+    """End the job in the database alone: no status cache write and no announcement (what a lost
+    pub/sub message or datagram leaves); returns when."""
+    from sqlalchemy import update
+
+    from core.db import session_scope
+    from core.models import Job, JobStatus, utcnow
+
+    with session_scope() as session:
+        ended = session.execute(update(Job).where(Job.id == job_id).values(
+            status=JobStatus.FAILED, error_code="test_finish", error_message="ended by the test",
+            finished_at=utcnow(), updated_at=utcnow()))
+        assert ended.rowcount == 1  # type: ignore[attr-defined]
     return time.monotonic()
 
 
@@ -216,7 +227,7 @@ def test_retry_after_only_on_unfinished_answers_and_wait_is_validated(parked, cl
     listed = client.get("/v1/jobs", headers=auth)  # the limiter's own Retry-After is not sent on a 200
     assert listed.status_code == 200 and "Retry-After" not in listed.headers
     assert "X-RateLimit-Remaining" in listed.headers
-    finish(job["id"], publish=True)
+    finish(job["id"])
     final = client.get(f"/v1/jobs/{job['id']}?wait=5", headers=auth)
     assert final.get_json()["status"] == "failed" and "Retry-After" not in final.headers
 
@@ -239,7 +250,7 @@ def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app,
     threads = [_wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out) for _ in range(3)]
     threads.append(_wait_in_thread(app, f"/status/{other['id']}?wait=3", auth, others))
     time.sleep(0.8)
-    announced = finish(job["id"], publish=True)
+    announced = finish(job["id"])
     for t in threads:
         t.join(25)
     assert len(out) == 3
@@ -251,7 +262,7 @@ def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app,
 
 
 def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth) -> None:  # type: ignore[no-untyped-def]
-    """A job failed by a sweep is cached but not announced: the waiter re-reads every RECHECK_SECONDS."""
+    """A job that ended with no announcement (a lost message) is seen by the re-read every RECHECK_SECONDS."""
     from core.job_events import RECHECK_SECONDS
 
     job = submit(app.test_client(), auth, 9204)
@@ -259,11 +270,11 @@ def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth
     started = time.monotonic()
     thread = _wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out)
     time.sleep(0.5)
-    finish(job["id"], publish=False)
+    end_silently(job["id"])
     thread.join(25)
     (answered, response), = out
     assert response.get_json()["status"] == "failed"
-    assert answered - started < RECHECK_SECONDS + 1.5
+    assert RECHECK_SECONDS - 0.5 < answered - started < RECHECK_SECONDS + 1.5  # the re-read, not a wake-up
 
 
 def _embedded_waiters(monkeypatch, subject: str, data_dir, seed: int, finish_job):  # type: ignore[no-untyped-def]
@@ -319,7 +330,7 @@ def test_without_redis_a_finish_is_announced_to_the_waiters_over_a_local_socket(
     from core.job_events import EMBEDDED_FALLBACK_SECONDS
 
     statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9205,
-                                         lambda job_id: finish(job_id, publish=False))
+                                         finish)
     assert max(lags) < 0.1, lags  # woken by the announcement, not by a poll
     assert len(statements) <= 3, statements  # 50 ms polling would be ~20
     deadline = time.monotonic() + 2 * EMBEDDED_FALLBACK_SECONDS + 1  # the thread notices at its next tick
@@ -334,28 +345,16 @@ def test_without_redis_a_lost_announcement_is_found_by_the_fallback_check(servic
     """A job that ends with no announcement (a datagram dropped from a full buffer) is still answered,
     by the once-a-second database check."""
     from core.job_events import EMBEDDED_FALLBACK_SECONDS
-    from core.jobs import fail
 
-    def fail_quietly(job_id: str) -> float:
-        assert fail(job_id, "test_finish", "ended by the test")  # the database only: nobody is told
-        return time.monotonic()
-
-    _statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9215, fail_quietly)
+    _statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9215, end_silently)
     assert max(lags) < EMBEDDED_FALLBACK_SECONDS + 0.3, lags
 
 
 def test_without_a_socket_waiters_poll_the_database(service_env, monkeypatch, subject, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Where no socket can be bound (here a DATA_DIR too long for an AF_UNIX path), the one thread per
     process polls the database every 50 ms for all of its waiters, in one statement (not one per waiter)."""
-    from core.jobs import fail
-
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-
-    def fail_quietly(job_id: str) -> float:
-        assert fail(job_id, "test_finish", "ended by the test")
-        return time.monotonic()
-
-    statements, lags = _embedded_waiters(monkeypatch, subject, deep, 9225, fail_quietly)
+    statements, lags = _embedded_waiters(monkeypatch, subject, deep, 9225, end_silently)
     assert max(lags) < 0.25, lags
     assert 5 <= len(statements) <= 40, len(statements)  # ~20 checks in that second for all four waiters
 
@@ -434,7 +433,7 @@ def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_late
     time.sleep(0.8)
     job_id = _job_with_key(key)
     assert job_id is not None and not out  # queued, and the answer is held
-    announced = finish(job_id, publish=True)
+    announced = finish(job_id)
     thread.join(25)
     (answered, response), = out
     assert response.status_code == 200 and response.get_json()["status"] == "failed", response.get_json()
