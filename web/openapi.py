@@ -256,8 +256,9 @@ def paths(settings: Settings) -> dict[str, Any]:
                                 "bad_wait) before anything is stored."}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
                 "responses": {
-                    "200": json_body(ref("Job"), "Final: known content answered at once (succeeded), or the "
-                                                 "job ended within ?wait= (succeeded or failed)", location),
+                    "200": json_body(ref("Job"), "Final: known content answered at once (succeeded), a job "
+                                                 "that ended within ?wait=, or a replayed Idempotency-Key "
+                                                 "whose job has ended (succeeded or failed)", location),
                     "202": json_body(ref("Job"), "Accepted and queued; poll status_url (or ?wait=)",
                                      {**location, **RETRY_AFTER}),
                     **errors(400, 401, 403, 413, 415, 422, 429, 500, 503),
