@@ -440,6 +440,11 @@ def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_late
     assert response.get_json()["id"] == job_id and "Retry-After" not in response.headers
     assert answered - announced < 0.1 and answered - started > 0.75
     assert latency._sum.get() - held_before < 0.5  # held ~0.8 s, worked a few ms
+    replayed = app.test_client().post("/v1/jobs", headers={**auth, "Idempotency-Key": key},
+                                      content_type="multipart/form-data",
+                                      data={"file": (io.BytesIO(jpeg_bytes((48, 40), seed=9401)), "x.jpg")})
+    assert replayed.status_code == 200 and replayed.headers["Idempotent-Replayed"] == "true"  # final: 200
+    assert replayed.get_json()["id"] == job_id and replayed.get_json()["status"] == "failed"
 
     short: list = []
     started = time.monotonic()
