@@ -5,8 +5,8 @@ pipeline as the job's final document, after it). Each web process runs ONE liste
 started on the first wait (never at import or in the app factory, and again after a fork), that
 turns those messages into ``threading.Event``s for the threads waiting on that id. A woken waiter
 re-reads the job (the cache holds its final document by then), so nothing trusts the message
-alone. Without a message a waiter still re-reads every ``RECHECK_SECONDS`` (a job failed by a sweep
-is cached but not announced) and at its deadline, from the database.
+alone. Without a message a waiter still re-reads every ``RECHECK_SECONDS`` (a message lost with a
+Redis hiccup announces nothing) and at its deadline, from the database.
 
 Without Redis (the embedded mode) the one thread per process listens on a UNIX datagram socket
 instead (core.local_events: workers send each finished batch's ids to every web process's socket),

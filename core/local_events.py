@@ -7,7 +7,7 @@ the moment its job ends instead of at the next tick of a 50 ms database poll, an
 waiters stops querying SQLite 20 times a second.
 
 An announcement is a hint, never the truth: a woken waiter re-reads the job from the database, and
-the listener still checks the database every ``FALLBACK_POLL_SECONDS`` for anything missed (a full
+the listener still checks the database once a second (core.job_events) for anything missed (a full
 socket buffer drops a datagram; a process that finished a job before the listener existed announced
 it to nobody). Sending never blocks and never raises: a socket whose process is gone is removed.
 """
