@@ -133,6 +133,8 @@ class JobEvents:
                     time.sleep(interval)
                 else:
                     announced = local_events.receive(sock, max(0.0, next_check - time.monotonic()))
+                    if generation != self._generation:  # reset meanwhile: the waiters now are not ours
+                        break
                     if announced:
                         self.wake(announced)
                     if time.monotonic() < next_check:

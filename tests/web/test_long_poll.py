@@ -69,7 +69,7 @@ def test_many_waiters_on_one_process_are_answered_as_their_jobs_finish(parked_st
     assert not answers, "a waiter was answered before any job could finish"
     started = time.monotonic()
     quick = requests.get(f"{web.url}/v1/models", headers=headers, timeout=10)
-    assert quick.status_code == 200 and time.monotonic() - started < 2  # threads are left for other requests
+    assert quick.status_code == 200 and time.monotonic() - started < 5  # threads are left (else held for the 30 s wait)
 
     worker = Worker(env, folder / "worker.log", queues=env["INFERENCE_QUEUE"], name="longpoll")
     worker.start()
@@ -88,8 +88,10 @@ def test_many_waiters_on_one_process_are_answered_as_their_jobs_finish(parked_st
     lags.sort()
     print(f"\n{WAITERS} waiters on one process: answer - finished_at p50 {statistics.median(lags) * 1000:.0f} ms, "
           f"max {lags[-1] * 1000:.0f} ms")
-    assert statistics.median(lags) < 0.1, lags
-    assert lags[-1] < 1.0, lags
+    # Woken by the pub/sub message, not by the re-read every RECHECK_SECONDS (5 s): that one would spread
+    # the lags over 0-5 s. The bounds leave a slow host room; the figure itself is bench/verdict_latency.py's.
+    assert statistics.median(lags) < 1.0, lags
+    assert lags[-1] < 2.5, lags
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +121,7 @@ def test_waiters_beyond_the_cap_are_answered_at_once(tiny_stack, subject) -> Non
     time.sleep(1.0)
     extra_started = time.monotonic()
     extra = requests.get(f"{tiny_stack.url}/status/{job['id']}", params={"wait": "4"}, headers=headers, timeout=30)
-    assert time.monotonic() - extra_started < 1.0  # the 4th thread is kept for ordinary requests
+    assert time.monotonic() - extra_started < 3.0  # the 4th thread is kept for ordinary requests (not held 4 s)
     assert extra.json()["status"] == "queued" and extra.headers["Retry-After"] == "1"
     for t in threads:
         t.join(30)
@@ -242,7 +244,11 @@ def _wait_in_thread(app, path: str, headers: dict[str, str], out: list) -> threa
     return thread
 
 
-def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app, auth) -> None:  # type: ignore[no-untyped-def]
+def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app, auth, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """With the periodic re-read pushed past the wait, only the announcement can answer within 2 s."""
+    from core import job_events
+
+    monkeypatch.setattr(job_events, "RECHECK_SECONDS", 60.0)
     job = submit(app.test_client(), auth, 9202)
     other = submit(app.test_client(), auth, 9203)
     out: list = []
@@ -256,7 +262,7 @@ def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app,
     assert len(out) == 3
     for answered, response in out:
         assert response.get_json()["status"] == "failed"
-        assert answered - announced < 0.1, answered - announced
+        assert answered - announced < 2.0, answered - announced
     (answered, response), = others  # a waiter on another job is not woken by it
     assert response.get_json()["status"] == "queued" and answered - announced > 1.5
 
@@ -277,10 +283,12 @@ def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth
     assert RECHECK_SECONDS - 0.5 < answered - started < RECHECK_SECONDS + 1.5  # the re-read, not a wake-up
 
 
-def _embedded_waiters(monkeypatch, subject: str, data_dir, seed: int, finish_job):  # type: ignore[no-untyped-def]
+def _embedded_waiters(monkeypatch, subject: str, data_dir, seed: int, finish_job,
+                      fallback_sees: bool = True):  # type: ignore[no-untyped-def]
     """Four waiters on one in-process app without Redis; ``finish_job(id)`` ends each job after they
-    have been parked for a second. Returns (the statements run while parked, each waiter's answer
-    time after its job ended)."""
+    have been parked for a second. With ``fallback_sees=False`` the periodic database check still runs
+    but reports nothing final, so only an announcement can answer before the 20 s wait ends. Returns
+    (the statements run while parked, each waiter's answer time after its job ended)."""
     from sqlalchemy import event
 
     from core import job_events
@@ -293,6 +301,9 @@ def _embedded_waiters(monkeypatch, subject: str, data_dir, seed: int, finish_job
     monkeypatch.setenv("INFERENCE_QUEUE", f"parked-{uuid.uuid4().hex[:8]}")
     reset_caches()
     job_events.EVENTS._reset()  # as a fresh web process (an earlier test's Redis listener stops)
+    if not fallback_sees:
+        real = job_events.final_among
+        monkeypatch.setattr(job_events, "final_among", lambda ids: real(ids) and [])
     statements: list[str] = []
 
     def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
@@ -329,9 +340,9 @@ def test_without_redis_a_finish_is_announced_to_the_waiters_over_a_local_socket(
     from core import local_events
     from core.job_events import EMBEDDED_FALLBACK_SECONDS
 
-    statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9205,
-                                         finish)
-    assert max(lags) < 0.1, lags  # woken by the announcement, not by a poll
+    statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9205, finish,
+                                         fallback_sees=False)
+    assert max(lags) < 2.0, lags  # woken by the announcement: the blinded check would leave them 20 s
     assert len(statements) <= 3, statements  # 50 ms polling would be ~20
     deadline = time.monotonic() + 2 * EMBEDDED_FALLBACK_SECONDS + 1  # the thread notices at its next tick
     while list((tmp_path / "data" / "events").glob("*.sock")) and time.monotonic() < deadline:
@@ -347,7 +358,7 @@ def test_without_redis_a_lost_announcement_is_found_by_the_fallback_check(servic
     from core.job_events import EMBEDDED_FALLBACK_SECONDS
 
     _statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9215, end_silently)
-    assert max(lags) < EMBEDDED_FALLBACK_SECONDS + 0.3, lags
+    assert max(lags) < EMBEDDED_FALLBACK_SECONDS + 2.0, lags  # the check, well before the 20 s wait ends
 
 
 def test_without_a_socket_waiters_poll_the_database(service_env, monkeypatch, subject, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -355,12 +366,13 @@ def test_without_a_socket_waiters_poll_the_database(service_env, monkeypatch, su
     process polls the database every 50 ms for all of its waiters, in one statement (not one per waiter)."""
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     statements, lags = _embedded_waiters(monkeypatch, subject, deep, 9225, end_silently)
-    assert max(lags) < 0.25, lags
+    assert max(lags) < 2.0, lags  # well before the 20 s wait ends
     assert 5 <= len(statements) <= 40, len(statements)  # ~20 checks in that second for all four waiters
 
 
-def test_a_waiter_is_answered_within_100_ms_of_its_job_finishing(parked_stack, subject) -> None:  # type: ignore[no-untyped-def]
-    """One waiter, one real worker: the answer arrives within 100 ms of the worker's finished_at."""
+def test_a_waiter_is_answered_as_its_job_finishes(parked_stack, subject) -> None:  # type: ignore[no-untyped-def]
+    """One waiter, one real worker: the answer follows the worker's finished_at by far less than the
+    5 s re-read (the figure is printed; bench/verdict_latency.py measures it)."""
     web, env, folder = parked_stack
     headers = bearer(subject)
     job = submit_http(web.url, headers, seed=9300)
@@ -385,7 +397,7 @@ def test_a_waiter_is_answered_within_100_ms_of_its_job_finishing(parked_stack, s
     assert body["status"] == "succeeded", body
     lag = received - datetime.fromisoformat(body["finished_at"]).timestamp()
     print(f"\none waiter: answered {lag * 1000:.0f} ms after finished_at")
-    assert 0 <= lag < 0.1, lag
+    assert 0 <= lag < 1.0, lag
 
 
 def _job_with_key(key: str) -> str | None:
@@ -398,7 +410,8 @@ def _job_with_key(key: str) -> str | None:
         return session.scalar(select(Job.id).where(Job.idempotency_key == key))
 
 
-def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_latency(parked, app, auth) -> None:  # type: ignore[no-untyped-def]
+def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_latency(parked, app, auth,
+                                                                                    monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """``POST /v1/jobs?wait=``: submit and wait in one request. The answer comes when the job ends
     (200, final), or at the end of the wait (202, Retry-After); a bad wait stores nothing; the hold is
     kept out of the latency histogram (a p95 alert must not fire because clients wait)."""
@@ -406,6 +419,7 @@ def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_late
     from web.metrics import LATENCY
 
     job_events.EVENTS._reset()  # as a fresh web process (an earlier test's poller thread stops)
+    monkeypatch.setattr(job_events, "RECHECK_SECONDS", 60.0)  # only the announcement answers within the wait
 
     def post(key: str, wait: str, out: list) -> threading.Thread:
         def run() -> None:
@@ -438,7 +452,7 @@ def test_submit_with_wait_answers_once_the_job_is_final_and_the_hold_is_not_late
     (answered, response), = out
     assert response.status_code == 200 and response.get_json()["status"] == "failed", response.get_json()
     assert response.get_json()["id"] == job_id and "Retry-After" not in response.headers
-    assert answered - announced < 0.1 and answered - started > 0.75
+    assert answered - announced < 2.0 and answered - started > 0.75
     assert latency._sum.get() - held_before < 0.5  # held ~0.8 s, worked a few ms
     replayed = app.test_client().post("/v1/jobs", headers={**auth, "Idempotency-Key": key},
                                       content_type="multipart/form-data",
