@@ -69,7 +69,7 @@ def create():  # type: ignore[no-untyped-def]
     doc = result.doc
     if wait > 0 and doc["status"] not in TERMINAL:
         job_id = doc["id"]
-        doc = read_waiting(job_id, lambda: _owned_document(job_id), cfg)
+        doc = read_waiting(job_id, lambda: _owned_document(job_id), cfg, wait)
     body = public(doc)
     code = 200 if body["status"] in TERMINAL else 202  # final (known verdict or waited for): 200
     response = jsonify(body)

@@ -55,9 +55,11 @@ def wait_seconds() -> float:
     return value
 
 
-def read_waiting(job_id: str, read: Callable[[], dict[str, Any]], settings: Settings) -> dict[str, Any]:
-    """``read()`` at once, or, with ``?wait=``, as soon as the job is final or the wait is over."""
-    seconds = wait_seconds()
+def read_waiting(job_id: str, read: Callable[[], dict[str, Any]], settings: Settings,
+                 seconds: float | None = None) -> dict[str, Any]:
+    """``read()`` at once, or, with ``?wait=`` (``seconds`` when the caller has parsed it already), as
+    soon as the job is final or the wait is over."""
+    seconds = wait_seconds() if seconds is None else seconds
     if seconds <= 0:
         return read()
     started = time.perf_counter()

@@ -104,11 +104,16 @@ class Client:
             form.append(("callback_url", callback_url))
         return form
 
+    def _holding(self, wait: float | None) -> dict[str, Any]:
+        """Request options for ``?wait=``: whole seconds up to MAX_WAIT (none when under one), and a
+        read timeout that outlasts the server's hold."""
+        hold = int(max(0.0, min(MAX_WAIT, wait or 0)))
+        return {"params": {"wait": str(hold)} if hold else None, "timeout": self.http.timeout + hold}
+
     def _submit(self, form: list[tuple[str, str]], files: list[tuple[str, Any]] | None,
                 idempotency_key: str | None, wait: float | None = None) -> Job:
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}  # makes retried POSTs safe
-        hold = int(max(0.0, min(MAX_WAIT, wait or 0)))
-        extra: dict[str, Any] = {"params": {"wait": str(hold)}, "timeout": self.http.timeout + hold} if hold else {}
+        extra = self._holding(wait)
         if files is None:  # still multipart (as the API documents), with plain fields only
             response = self.http.request("POST", "/v1/jobs", files=[(k, (None, v)) for k, v in form], headers=headers,
                                          **extra)
@@ -252,9 +257,7 @@ class Client:
 
     def get_job(self, job_id: str, *, wait: float | None = None) -> Job:
         """``GET /v1/jobs/<id>``; with ``wait`` (≤ 30 s) the server may hold the answer until the job ends."""
-        params = {"wait": str(int(min(MAX_WAIT, wait)))} if wait else None
-        response = self.http.request("GET", f"/v1/jobs/{quote(job_id, safe='')}", params=params,
-                                     timeout=self.http.timeout + (wait or 0))
+        response = self.http.request("GET", f"/v1/jobs/{quote(job_id, safe='')}", **self._holding(wait))
         return Job.from_json(response.json())
 
     def wait(self, job: Job | str, timeout: float = 300.0) -> Job:
@@ -268,11 +271,8 @@ class Client:
         job_id = job.id if isinstance(job, Job) else job
         deadline = time.monotonic() + timeout
         while True:
-            remaining = deadline - time.monotonic()
-            hold = int(max(0.0, min(MAX_WAIT, remaining)))
             response = self.http.request("GET", f"/v1/jobs/{quote(job_id, safe='')}",
-                                         params={"wait": str(hold)} if hold else None,
-                                         timeout=self.http.timeout + hold)
+                                         **self._holding(deadline - time.monotonic()))
             current = Job.from_json(response.json())
             if current.final:
                 return current
