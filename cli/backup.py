@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from cli.settings_check import settings_or_exit
-from core.backup import BackupError, blobs_for, create, prune, restore, verify
+from core.backup import create, prune, restore, verify
+from core.backup_stores import BackupError, blobs_for
 
 
 @click.group()

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from core import backup as bk
+from core import backup_stores as stores
 from tests.conftest import PG_ADMIN, jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ def test_backup_then_restore_into_a_new_database_and_bucket(service_env: dict[st
     assert again.returncode != 0 and "not empty" in again.stderr
 
 
-class _Interrupted(bk.S3Blobs):
+class _Interrupted(stores.S3Blobs):
     """The service's store, cut off after a number of downloads (a crash mid-backup)."""
 
     budget = 2
@@ -154,7 +155,7 @@ def test_an_interrupted_backup_resumes_and_the_next_one_links_unchanged_objects(
     _make_jobs(3)
     bucket, _, prefix = service_env["STORAGE_URL"].removeprefix("s3://").partition("/")
     endpoint = service_env["S3_ENDPOINT_URL"]
-    source = bk.S3Blobs(bucket, prefix, endpoint, "us-east-1")
+    source = stores.S3Blobs(bucket, prefix, endpoint, "us-east-1")
     total = sum(1 for _ in source.list())
     assert total >= 3
 
@@ -184,7 +185,7 @@ def test_an_interrupted_backup_resumes_and_the_next_one_links_unchanged_objects(
     problems = bk.verify(second)
     assert len(problems) == 1 and key in problems[0]
     assert not bk.verify(out)
-    with pytest.raises(bk.BackupError, match="damaged"):
+    with pytest.raises(stores.BackupError, match="damaged"):
         bk.restore(second, service_env["DATABASE_URL"], source, log=lambda _: None)
 
 
@@ -198,7 +199,8 @@ def test_a_media_row_without_its_blob_is_reported(service_env: dict[str, str], t
         session.add(Media(sha256=sha, size=10, format="jpeg", kind="image", storage_key=key_for(sha)))
     bucket, _, prefix = service_env["STORAGE_URL"].removeprefix("s3://").partition("/")
     manifest = bk.create(tmp_path / "b", service_env["DATABASE_URL"],
-                         bk.S3Blobs(bucket, prefix, service_env["S3_ENDPOINT_URL"], "us-east-1"), log=lambda _: None)
+                         stores.S3Blobs(bucket, prefix, service_env["S3_ENDPOINT_URL"], "us-east-1"),
+                         log=lambda _: None)
     assert key_for(sha) in manifest["missing_media"]
 
 
@@ -208,7 +210,7 @@ def test_the_password_never_reaches_the_command_line() -> None:
     url, env = bk.libpq("postgresql+psycopg://deep:s%40cret@db.example:5433/deepscreen?sslmode=require")
     assert url == "postgresql://deep@db.example:5433/deepscreen?sslmode=require"
     assert env["PGPASSWORD"] == "s@cret"
-    with pytest.raises(bk.BackupError, match="PostgreSQL"):
+    with pytest.raises(stores.BackupError, match="PostgreSQL"):
         bk.libpq("sqlite:///var/deepscreen.db")
 
 
@@ -217,9 +219,9 @@ def test_an_older_pg_dump_than_the_server_is_refused(tmp_path: Path) -> None:
     fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 14.11'\n")
     fake.chmod(0o755)
     assert bk.check_tool(str(fake), 14) == 14
-    with pytest.raises(bk.BackupError, match="postgresql-client-16"):
+    with pytest.raises(stores.BackupError, match="postgresql-client-16"):
         bk.check_tool(str(fake), 16)
-    with pytest.raises(bk.BackupError, match="not installed"):
+    with pytest.raises(stores.BackupError, match="not installed"):
         bk.check_tool(str(tmp_path / "absent"), 16)
 
 
