@@ -21,15 +21,9 @@ import requests
 
 from tests.conftest import free_port, jpeg_bytes
 from tests.support.processes import Gunicorn, Worker
+from tests.web.long_poll_support import bearer, end_silently, finish, submit, wait_in_thread
 
 WAITERS = 40  # on ONE web process with 64 threads (48 may wait at once there)
-
-
-def bearer(subject: str) -> dict[str, str]:
-    from core.settings import get_settings
-    from core.tokens import issue_token
-
-    return {"Authorization": f"Bearer {issue_token(get_settings(), subject)}"}
 
 
 def submit_http(url: str, headers: dict[str, str], seed: int) -> dict[str, Any]:
@@ -161,38 +155,6 @@ def parked(service_env, monkeypatch):  # type: ignore[no-untyped-def]
     reset_caches()
 
 
-def submit(client, headers, seed: int) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    response = client.post("/v1/jobs", headers=headers, content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(jpeg_bytes((48, 40), seed=seed)), "x.jpg")})
-    assert response.status_code == 202, response.get_json()
-    return response.get_json()
-
-
-def finish(job_id: str) -> float:
-    """End the job as a sweep does (failed in the database, then its final document cached and
-    announced: core.jobs.fail); returns when."""
-    from core.jobs import fail
-
-    assert fail(job_id, "test_finish", "ended by the test")
-    return time.monotonic()
-
-
-def end_silently(job_id: str) -> float:
-    """End the job in the database alone: no status cache write and no announcement (what a lost
-    pub/sub message or datagram leaves); returns when."""
-    from sqlalchemy import update
-
-    from core.db import session_scope
-    from core.models import Job, JobStatus, utcnow
-
-    with session_scope() as session:
-        ended = session.execute(update(Job).where(Job.id == job_id).values(
-            status=JobStatus.FAILED, error_code="test_finish", error_message="ended by the test",
-            finished_at=utcnow(), updated_at=utcnow()))
-        assert ended.rowcount == 1  # type: ignore[attr-defined]
-    return time.monotonic()
-
-
 def test_create_app_starts_no_thread_and_the_listener_starts_on_first_wait(parked, auth) -> None:  # type: ignore[no-untyped-def]
     from core import job_events
     from web.app import create_app
@@ -234,16 +196,6 @@ def test_retry_after_only_on_unfinished_answers_and_wait_is_validated(parked, cl
     assert final.get_json()["status"] == "failed" and "Retry-After" not in final.headers
 
 
-def _wait_in_thread(app, path: str, headers: dict[str, str], out: list) -> threading.Thread:  # type: ignore[no-untyped-def]
-    def run() -> None:
-        response = app.test_client().get(path, headers=headers)
-        out.append((time.monotonic(), response))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app, auth, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """With the periodic re-read pushed past the wait, only the announcement can answer within 2 s."""
     from core import job_events
@@ -253,8 +205,8 @@ def test_an_announced_finish_wakes_every_waiter_on_that_job_at_once(parked, app,
     other = submit(app.test_client(), auth, 9203)
     out: list = []
     others: list = []
-    threads = [_wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out) for _ in range(3)]
-    threads.append(_wait_in_thread(app, f"/status/{other['id']}?wait=3", auth, others))
+    threads = [wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out) for _ in range(3)]
+    threads.append(wait_in_thread(app, f"/status/{other['id']}?wait=3", auth, others))
     time.sleep(0.8)
     announced = finish(job["id"])
     for t in threads:
@@ -274,100 +226,13 @@ def test_an_unannounced_finish_is_seen_by_the_periodic_recheck(parked, app, auth
     job = submit(app.test_client(), auth, 9204)
     out: list = []
     started = time.monotonic()
-    thread = _wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out)
+    thread = wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", auth, out)
     time.sleep(0.5)
     end_silently(job["id"])
     thread.join(25)
     (answered, response), = out
     assert response.get_json()["status"] == "failed"
     assert RECHECK_SECONDS - 0.5 < answered - started < RECHECK_SECONDS + 1.5  # the re-read, not a wake-up
-
-
-def _embedded_waiters(monkeypatch, subject: str, data_dir, seed: int, finish_job,
-                      fallback_sees: bool = True):  # type: ignore[no-untyped-def]
-    """Four waiters on one in-process app without Redis; ``finish_job(id)`` ends each job after they
-    have been parked for a second. With ``fallback_sees=False`` the periodic database check still runs
-    but reports nothing final, so only an announcement can answer before the 20 s wait ends. Returns
-    (the statements run while parked, each waiter's answer time after its job ended)."""
-    from sqlalchemy import event
-
-    from core import job_events
-    from core.db import get_engine
-    from tests.support.environment import reset_caches
-    from web.app import create_app
-
-    monkeypatch.setenv("REDIS_URL", "")
-    monkeypatch.setenv("DATA_DIR", str(data_dir))
-    monkeypatch.setenv("INFERENCE_QUEUE", f"parked-{uuid.uuid4().hex[:8]}")
-    reset_caches()
-    job_events.EVENTS._reset()  # as a fresh web process (an earlier test's Redis listener stops)
-    if not fallback_sees:
-        real = job_events.final_among
-        monkeypatch.setattr(job_events, "final_among", lambda ids: real(ids) and [])
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    try:
-        app = create_app()
-        headers = bearer(subject)
-        jobs = [submit(app.test_client(), headers, seed + i) for i in range(4)]
-        out: list = []
-        threads = [_wait_in_thread(app, f"/v1/jobs/{job['id']}?wait=20", headers, out) for job in jobs]
-        time.sleep(0.3)
-        event.listen(get_engine(), "before_cursor_execute", count)
-        time.sleep(1.0)  # four waiters parked for a second
-        event.remove(get_engine(), "before_cursor_execute", count)
-        finished = max(finish_job(job["id"]) for job in jobs)
-        for thread in threads:
-            thread.join(25)
-        assert len(out) == 4
-        for _answered, response in out:
-            assert response.get_json()["status"] == "failed"
-        return statements, [answered - finished for answered, _ in out]
-    finally:
-        job_events.EVENTS._reset()  # the listener thread stops and its socket goes
-        monkeypatch.undo()
-        reset_caches()
-
-
-def test_without_redis_a_finish_is_announced_to_the_waiters_over_a_local_socket(service_env, monkeypatch, subject,
-                                                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """The embedded mode has no Redis: a process that ends jobs sends their ids to every web process's
-    socket in DATA_DIR/events (core.local_events); waiters wake at once, and the web process asks the
-    database only once a second (one statement for all its waiters) for what no announcement told."""
-    from core import local_events
-    from core.job_events import EMBEDDED_FALLBACK_SECONDS
-
-    statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9205, finish,
-                                         fallback_sees=False)
-    assert max(lags) < 2.0, lags  # woken by the announcement: the blinded check would leave them 20 s
-    assert len(statements) <= 3, statements  # 50 ms polling would be ~20
-    deadline = time.monotonic() + 2 * EMBEDDED_FALLBACK_SECONDS + 1  # the thread notices at its next tick
-    while list((tmp_path / "data" / "events").glob("*.sock")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not list((tmp_path / "data" / "events").glob("*.sock"))  # removed when the listener stopped
-    assert local_events.announce(["nobody-listens"]) == 0
-
-
-def test_without_redis_a_lost_announcement_is_found_by_the_fallback_check(service_env, monkeypatch, subject,
-                                                                          tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A job that ends with no announcement (a datagram dropped from a full buffer) is still answered,
-    by the once-a-second database check."""
-    from core.job_events import EMBEDDED_FALLBACK_SECONDS
-
-    _statements, lags = _embedded_waiters(monkeypatch, subject, tmp_path / "data", 9215, end_silently)
-    assert max(lags) < EMBEDDED_FALLBACK_SECONDS + 2.0, lags  # the check, well before the 20 s wait ends
-
-
-def test_without_a_socket_waiters_poll_the_database(service_env, monkeypatch, subject, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Where no socket can be bound (here a DATA_DIR too long for an AF_UNIX path), the one thread per
-    process polls the database every 50 ms for all of its waiters, in one statement (not one per waiter)."""
-    deep = tmp_path / ("d" * 60) / ("e" * 60)
-    statements, lags = _embedded_waiters(monkeypatch, subject, deep, 9225, end_silently)
-    assert max(lags) < 2.0, lags  # well before the 20 s wait ends
-    assert 5 <= len(statements) <= 40, len(statements)  # ~20 checks in that second for all four waiters
 
 
 def test_a_waiter_is_answered_as_its_job_finishes(parked_stack, subject) -> None:  # type: ignore[no-untyped-def]
