@@ -5,7 +5,9 @@ processes, 1 ONNX Runtime thread each, no auth, no storage, no database; it answ
 the verdict. deepscreen: the real stack (embedded and/or service, bench/stacks.py) with auth, storage,
 database, queue. Both see the same distinct 512 px one-face photos from the same number of concurrent
 clients, each sending its share as fast as the server lets it: a BentoML client waits for each verdict
-(that is its API); a deepscreen client posts and polls (that is its API). images/s = photos / (first
+(that is its API); a deepscreen client posts and polls (that is its API). With ``--polling batch`` the
+clients of both are bulk clients: 16 images a request (a list to BentoML's batchable API, a
+``POST /v1/batches`` to deepscreen, collected whole). images/s = photos / (first
 request -> last verdict). Target (issue 7): deepscreen ≥ 1.2 x BentoML.
 
 BentoML lives in .venv-bench (made here if missing: bench/peer_venv.py), never in the project's venv.
@@ -35,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
 from bench.common import ROOT, Shared, header, in_client_threads, own_cpu_seconds, table
-from bench.load import add_polling_argument
+from bench.load import BATCH_ITEMS, add_polling_argument
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos
 from bench.proc_cpu import CpuSampler, tree
@@ -95,7 +97,9 @@ def bentoml_server(model: str, repo: Path, workers: int = 2, batch_max: int = 32
         shutil.rmtree(home, ignore_errors=True)
 
 
-def drive_peer(url: str, blobs: list[bytes], clients: int) -> PeerRun:
+def drive_peer(url: str, blobs: list[bytes], clients: int, per_request: int = 1) -> PeerRun:
+    """Each client sends its share ``per_request`` images a request (a bulk client sends a list, as
+    BentoML's batchable API takes one) and waits for their verdicts before the next request."""
     run = PeerRun()
     lock = threading.Lock()
     starts: list[float] = []
@@ -103,30 +107,35 @@ def drive_peer(url: str, blobs: list[bytes], clients: int) -> PeerRun:
 
     def client(share: list[bytes]) -> None:
         session = requests.Session()
-        for blob in share:
+        for start in range(0, len(share), per_request):
+            chunk = share[start:start + per_request]
             started = time.time()
-            response = session.post(f"{url}/screen", files=[("images", ("x.jpg", blob, "image/jpeg"))],
-                                    timeout=300)
+            files = [("images", ("x.jpg", blob, "image/jpeg")) for blob in chunk]
+            response = session.post(f"{url}/screen", files=files, timeout=300)
             response.raise_for_status()
-            answer = response.json()[0]
+            answers = response.json()
             ended = time.time()
+            if len(answers) != len(chunk):
+                raise RuntimeError(f"{len(chunk)} images sent, {len(answers)} verdicts back")
             with lock:
                 starts.append(started)
                 ends.append(ended)
                 run.latency_ms.append(1e3 * (ended - started))
-                run.batch_sizes.append(int(answer["batch_size"]))
-                run.labels[answer["label"]] = run.labels.get(answer["label"], 0) + 1
+                for answer in answers:
+                    run.batch_sizes.append(int(answer["batch_size"]))
+                    run.labels[answer["label"]] = run.labels.get(answer["label"], 0) + 1
 
     in_client_threads(client, blobs, clients)
     run.rate = len(blobs) / (max(ends) - min(starts))
     return run
 
 
-def measure_peer(model: str, repo: Path, blobs: list[bytes], warm: list[bytes], clients: int) -> PeerRun:
+def measure_peer(model: str, repo: Path, blobs: list[bytes], warm: list[bytes], clients: int,
+                 per_request: int = 1) -> PeerRun:
     with bentoml_server(model, repo) as (url, pid):
         drive_peer(url, warm, min(clients, len(warm)))
         with CpuSampler({"bentoml": lambda snap: tree(snap, [pid])}) as sampler:
-            run = drive_peer(url, blobs, clients)
+            run = drive_peer(url, blobs, clients, per_request)
         run.cpu_seconds = sampler.seconds["bentoml"]
     return run
 
@@ -146,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     photos = face_photos(args.images, args.seed)
     warm = face_photos(8, args.seed + 1000)
     shared = Shared().start()
-    peer = measure_peer(args.model, args.repository, photos, warm, args.concurrency)
+    per_request = BATCH_ITEMS if args.polling == "batch" else 1  # bulk clients of both send lists
+    peer = measure_peer(args.model, args.repository, photos, warm, args.concurrency, per_request)
     modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
     runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency,
                       polling=args.polling) for mode in modes]
@@ -155,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header(f"deepscreen vs BentoML 1.4.40 (same ml/ pipeline, {args.model}): {args.images} distinct 512 px "
                  f"one-face JPEGs, {args.concurrency} concurrent clients ({args.polling} polls)", shared))
     rows: list[list[object]] = [[
-        "BentoML: adaptive batching (<= 32), 2 workers x 1 thread; no auth, storage or database",
+        f"BentoML: adaptive batching (<= 32), 2 workers x 1 thread, {per_request} image(s) per request; "
+        "no auth, storage or database",
         peer.rate, 1.0, peer.p50(), 1e3 * peer.cpu_seconds / len(photos),
         sum(peer.batch_sizes) / len(peer.batch_sizes)]]
     for r in runs:

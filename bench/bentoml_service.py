@@ -5,9 +5,9 @@ adaptive batching, no auth, no storage, no database. Runs in .venv-bench (bench/
         bench.bentoml_service:DeepfakePeer --port 3000
 
 Each worker process loads the model once, with ONNX_INTRA_OP_THREADS threads (1, as deepscreen's
-default); a request carries one image (multipart field ``images``), the dispatcher batches requests
-(up to BENCH_BATCH_MAX, default 32), and each image is decoded with ``ml.decode.decode`` as a deepscreen
-worker decodes it.
+default); a request carries one image or a list (multipart fields ``images``), the dispatcher
+batches requests (up to BENCH_BATCH_MAX, default 32), and each image is decoded with
+``ml.decode.decode`` as a deepscreen worker decodes it.
 """
 
 from __future__ import annotations

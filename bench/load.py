@@ -10,6 +10,10 @@ ways (``polling``):
 - ``submit``: one request per image, as the shipped client's ``submit_file(..., wait=30)``:
   ``POST /v1/jobs?wait=30`` holds the answer until the verdict is in, so each client has one job in
   flight (as a BentoML client does); POST times then include the wait.
+- ``batch``: a bulk client: it posts its images ``batch_items`` at a time (``POST /v1/batches``), then
+  collects each batch whole with ``GET /v1/batches/<id>?wait=30&include=jobs`` (every job's document
+  in one answer once all are final), as the shipped client's ``submit_batch`` + ``wait_batch`` do;
+  POST times are per batch request.
 - ``interval``: a client that never long-polls: it polls its outstanding jobs (``GET /status/<id>``)
   between posts and after the last one, first ``poll_interval`` seconds after the POST, then at
   doubling intervals up to ``max_poll_interval``.
@@ -65,15 +69,17 @@ def _finished(doc: dict) -> float:
     return moment.timestamp()
 
 
-POLLING = ("wait", "submit", "interval")
+POLLING = ("wait", "submit", "batch", "interval")
+BATCH_ITEMS = 16  # images per POST /v1/batches in the ``batch`` mode
 LONG_POLL_SECONDS = 30
 
 
 def add_polling_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--polling", choices=POLLING, default="wait",
                         help="how clients collect verdicts: long polls as the shipped client's wait_batch "
-                             "(wait), submit-and-wait in one request (submit) or short polls at doubling "
-                             "intervals (interval); bench/load.py")
+                             "(wait), submit-and-wait in one request (submit), POST /v1/batches of "
+                             f"{BATCH_ITEMS} collected whole (batch) or short polls at doubling intervals "
+                             "(interval); bench/load.py")
 
 
 def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8, poll_interval: float = 0.25,
@@ -130,6 +136,9 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
                     del pending[url]
                     return
 
+        if polling == "batch":
+            bulk(share)
+            return
         for blob in share:
             form = {"models": models} if models else None
             started = time.time()
@@ -161,6 +170,35 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
             result.polls += polls
         if pending:
             raise RuntimeError(f"{len(pending)} jobs did not finish within {timeout:.0f} s")
+
+    def bulk(share: list[bytes]) -> None:
+        session = requests.Session()
+        urls, polls = [], 0
+        for start in range(0, len(share), BATCH_ITEMS):
+            files = [("file", (f"{n}.jpg", blob)) for n, blob in enumerate(share[start:start + BATCH_ITEMS])]
+            started = time.time()
+            response = session.post(f"{base}/v1/batches", headers=headers, files=files,
+                                    data={"models": models} if models else None, timeout=120)
+            with lock:
+                first_post.append(started)
+                result.post_ms.append(1e3 * (time.time() - started))
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /v1/batches answered {response.status_code}: {response.text[:300]}")
+            urls.append(response.json()["status_url"])
+        for url in urls:
+            while True:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"batch {url} did not finish within {timeout:.0f} s")
+                polls += 1
+                view = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS, "include": "jobs"},
+                                   timeout=LONG_POLL_SECONDS + 30).json()
+                docs = [i["job"] for i in view["items"]]
+                if all(doc["status"] in ("succeeded", "failed") for doc in docs):
+                    for doc in docs:
+                        record(doc)
+                    break
+        with lock:
+            result.polls += polls
 
     in_client_threads(client, blobs, clients)
     result.seconds = max(finished) - min(first_post)

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.db import session_scope
+from core.jobs import batch_documents
 from core.models import Batch, Job, JobStatus, new_id, utcnow
 
 MAX_ITEMS = 100
 COUNTED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.EXPIRED)
 REJECTED = "rejected"  # an item refused at submission: it has an error and no job
+
+
+class Row(NamedTuple):
+    id: str
+    status: str
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,17 +77,24 @@ def _iso(value: datetime) -> str:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
-def batch_view(batch_id: str, owner: str) -> dict[str, Any] | None:
-    """``{id, created_at, counts, items}`` for the owner's batch; None for a missing or foreign one."""
+def batch_view(batch_id: str, owner: str, with_jobs: bool = False) -> dict[str, Any] | None:
+    """``{id, created_at, counts, items}`` for the owner's batch; None for a missing or foreign one.
+    ``with_jobs``: each item that has a job also carries its whole document (``job``: verdicts and
+    all), read for the whole batch at once (core.jobs.batch_documents)."""
     if len(batch_id) > 36 or "\x00" in batch_id:  # PostgreSQL refuses NUL with an error, not a miss
         return None
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
         if batch is None or batch.owner != owner:
             return None
-        rows = session.execute(
-            select(Job.id, Job.status, Job.error_code, Job.error_message).where(Job.batch_id == batch_id)
-        ).all()
+        documents = batch_documents(session, batch_id) if with_jobs else {}
+        rows: list[Any]
+        if with_jobs:
+            rows = [Row(d["id"], d["status"], (d["error"] or {}).get("code"), (d["error"] or {}).get("message"))
+                    for d in documents.values()]
+        else:
+            rows = list(session.execute(select(Job.id, Job.status, Job.error_code, Job.error_message)
+                                        .where(Job.batch_id == batch_id)))
         stored, created_at = list(batch.items or []), batch.created_at
     jobs = {r.id: r for r in rows}
     counts = {str(status): 0 for status in COUNTED}
@@ -97,6 +112,8 @@ def batch_view(batch_id: str, owner: str) -> dict[str, Any] | None:
             failed = job.status == JobStatus.FAILED and job.error_code
             items.append({"index": index, "job_id": job_id, "status": job.status,
                           "error": {"code": job.error_code, "message": job.error_message or ""} if failed else None})
+        if with_jobs and job_id is not None:
+            items[-1]["job"] = documents.get(job_id)
     return {"id": batch_id, "created_at": _iso(created_at), "counts": counts, "items": items}
 
 

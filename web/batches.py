@@ -25,13 +25,16 @@ from flask import Blueprint, jsonify, request
 from werkzeug.datastructures import FileStorage
 
 from core.batches import MAX_ITEMS, batch_view, close_batch, item, open_batch, unfinished
+from core.job_events import job_status
+from core.models import JobStatus
 from core.object_store import get_store
-from core.submissions import NewMedia, submit
+from core.submissions import NewMedia, Submission, submit, submit_many
 from web import metrics
 from web.auth import current_principal, require, settings
 from web.errors import ApiError
 from web.extensions import limiter
-from web.long_poll import ask_again
+from web.jobs import public
+from web.long_poll import ask_again, read_waiting, wait_seconds
 from web.models_api import live_versions
 from web.queue import enqueue_job, enqueue_webhook
 from web.uploads import fetch_media, read_callback, read_models, read_text, upload_slot, validate_media
@@ -39,6 +42,7 @@ from web.uploads import fetch_media, read_callback, read_models, read_text, uplo
 bp = Blueprint("batches", __name__, url_prefix="/v1/batches")
 FETCH_THREADS = 4  # URLs of one batch fetched at once (each may hold MAX_UPLOAD_BYTES until submitted)
 FETCH_BUDGET_SECONDS = 45.0  # all of a batch's fetches; below nginx's proxy_read_timeout (75 s)
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 WAKE_STRIDE: int | None = None  # one broker wake-up per this many queued jobs; None: BATCH_MAX
 
 
@@ -110,17 +114,32 @@ def create():  # type: ignore[no-untyped-def]
     store = get_store()
     budget_end = time.monotonic() + FETCH_BUDGET_SECONDS
 
+    def made(index: int, media: NewMedia, result: Submission) -> Outcome:
+        metrics.SUBMITTED.labels(media.kind, "queued" if result.needs_enqueue else "known").inc()
+        if not result.needs_enqueue and callback:
+            enqueue_webhook(result.doc["id"])
+        return Outcome(index, result.doc["id"], result.doc["status"], None, result.needs_enqueue)
+
     def one(index: int, read: Callable[[], NewMedia]) -> Outcome:
         """Read, check and submit one item; its bytes are dropped as soon as its job exists."""
         try:
             media = read()
         except ApiError as exc:
             return Outcome(index, None, "rejected", (exc.code, exc.message), False)
-        result = submit(store, owner, media, text, wanted, None, callback, batch_id=opened.id)
-        metrics.SUBMITTED.labels(media.kind, "queued" if result.needs_enqueue else "known").inc()
-        if not result.needs_enqueue and callback:
-            enqueue_webhook(result.doc["id"])
-        return Outcome(index, result.doc["id"], result.doc["status"], None, result.needs_enqueue)
+        return made(index, media, submit(store, owner, media, text, wanted, None, callback, batch_id=opened.id))
+
+    def uploads() -> list[Outcome]:
+        """The files: each checked alone (a bad one is refused alone), then all good ones recorded in
+        one transaction (core.submissions.submit_many)."""
+        checked: list[tuple[int, NewMedia]] = []
+        refused: list[Outcome] = []
+        for index, part in enumerate(files):
+            try:
+                checked.append((index, validate_media(part.read(cfg.max_upload_bytes + 1), cfg)))
+            except ApiError as exc:
+                refused.append(Outcome(index, None, "rejected", (exc.code, exc.message), False))
+        results = submit_many(store, owner, [m for _, m in checked], text, wanted, callback, batch_id=opened.id)
+        return refused + [made(index, media, result) for (index, media), result in zip(checked, results, strict=True)]
 
     def fetch(url: str) -> NewMedia:
         left = budget_end - time.monotonic()
@@ -132,8 +151,7 @@ def create():  # type: ignore[no-untyped-def]
     failure: BaseException | None = None
     with upload_slot(cfg):
         try:
-            for index, part in enumerate(files):
-                outcomes.append(one(index, lambda part=part: validate_media(part.read(cfg.max_upload_bytes + 1), cfg)))
+            outcomes += uploads()
             if urls:
                 # A few URLs at a time, each fetched, checked and submitted by its own thread (with this
                 # request's context, for the request id on its job).
@@ -169,10 +187,38 @@ def create():  # type: ignore[no-untyped-def]
 @bp.get("/<batch_id>")
 @require("read")
 def get(batch_id: str):  # type: ignore[no-untyped-def]
-    """The caller's batch: counts by job status and every item; another caller's id is a 404."""
-    view = batch_view(batch_id, current_principal().subject)
-    if view is None:
-        raise ApiError(404, "not_found", f"no batch {batch_id!r}")
+    """The caller's batch: counts by job status and every item; another caller's id is a 404.
+
+    ``?include=jobs`` adds each item's job document (verdicts and all), read for the whole batch at
+    once; ``?wait=N`` holds the answer until every item is final or N seconds pass. Together they are
+    a bulk client's whole collection: one request for a batch's verdicts instead of one per job."""
+    include = request.args.get("include", "")
+    if include not in ("", "jobs"):
+        raise ApiError(400, "bad_include", "include must be 'jobs' (or absent)")
+    owner = current_principal().subject
+    deadline = time.monotonic() + wait_seconds()
+    view = _view(batch_id, owner, with_jobs=False)
+    while unfinished(view) and (left := deadline - time.monotonic()) > 0:
+        # Wait for the newest unfinished item (claimed last, so usually finished last), then look again.
+        last = next(i["job_id"] for i in reversed(view["items"]) if i["status"] in UNFINISHED)
+        def status(job_id: str = last) -> dict[str, Any]:  # a job removed meanwhile by retention: expired
+            return {"status": job_status(job_id) or JobStatus.EXPIRED}
+
+        if read_waiting(last, status, settings(), left)["status"] in UNFINISHED:
+            break  # the wait ran out, or this process holds its most waiters already
+        view = _view(batch_id, owner, with_jobs=False)
+    if include:
+        view = _view(batch_id, owner, with_jobs=True)
+        for entry in view["items"]:
+            if entry.get("job") is not None:
+                entry["job"] = public(entry["job"])
     if unfinished(view):
         ask_again()
     return jsonify(view)
+
+
+def _view(batch_id: str, owner: str, with_jobs: bool) -> dict[str, Any]:
+    view = batch_view(batch_id, owner, with_jobs)
+    if view is None:
+        raise ApiError(404, "not_found", f"no batch {batch_id!r}")
+    return view

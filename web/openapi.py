@@ -11,10 +11,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from core.batches import MAX_ITEMS
 from core.models import JobStatus
 from core.settings import Settings
-from web import openapi_lifecycle
+from web import openapi_batches, openapi_lifecycle
 from web.extensions import limiter
 from web.long_poll import MAX_WAIT_SECONDS
 from web.openapi_parts import (
@@ -70,24 +69,7 @@ def schemas(settings: Settings) -> dict[str, Schema]:
             "status_url": {"type": "string", "description": "Where to poll: /status/{id}"},
             "callback_url": nullable({"type": "string", "description": "Where the finished job is POSTed"}),
         }),
-        "BatchItem": obj({
-            "index": {"type": "integer", "minimum": 0,
-                      "description": "Position in the request: the `file` parts first, then the `url` fields"},
-            "job_id": nullable({"type": "string"}),
-            "status": {"type": "string", "enum": [*(s.value for s in JobStatus), "rejected"],
-                       "description": "The job's status; `rejected` when the item was refused at submission"},
-            "error": nullable(obj({"code": {"type": "string"}, "message": {"type": "string"}})),
-        }),
-        "BatchAccepted": obj({
-            "id": {"type": "string"}, "status_url": {"type": "string", "description": "/v1/batches/{id}"},
-            "items": {"type": "array", "items": ref("BatchItem")},
-        }),
-        "Batch": obj({
-            "id": {"type": "string"},
-            "created_at": {"type": "string", "format": "date-time"},
-            "counts": obj({s.value: {"type": "integer", "minimum": 0} for s in JobStatus}),
-            "items": {"type": "array", "items": ref("BatchItem")},
-        }),
+        **openapi_batches.schemas(),
         "JobPage": obj({
             "items": {"type": "array", "items": ref("Job")},
             "next": nullable({"type": "string", "description": "Pass as ?cursor= for the next page"}),
@@ -168,49 +150,6 @@ def _console() -> dict[str, Any]:
     }
 
 
-def _batches(settings: Settings, form_fields: dict[str, Schema], location: dict[str, Any]) -> dict[str, Any]:
-    body = {
-        "type": "object",
-        "properties": {
-            "file": {"type": "array", "maxItems": MAX_ITEMS,
-                     "items": {"type": "string", "format": "binary"},
-                     "description": "Media files, one per `file` part"},
-            "url": {"type": "array", "maxItems": MAX_ITEMS, "items": {"type": "string", "maxLength": 2000},
-                    "description": "http(s) URLs the server fetches (as POST /v1/jobs does with `url`)"},
-            **form_fields,
-        },
-        "description": f"At most {MAX_ITEMS} items (files and URLs together); the whole request is limited "
-                       f"like one upload ({settings.max_upload_bytes} bytes). `text`, `models` and "
-                       "`callback_url` apply to every item.",
-    }
-    return {
-        "/v1/batches": {"post": {
-            "summary": "Submit many files and/or URLs at once: one job per item", "operationId": "submitBatch",
-            "tags": ["batches"], "x-scope": "submit",
-            "description": "Each item is validated and submitted like POST /v1/jobs; an item that fails is "
-                           "reported in `items` (status `rejected`, with its error) without failing the others. "
-                           "Each item counts against the submit rate limit.",
-            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 200}}],
-            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}},
-            "responses": {
-                "200": json_body(ref("BatchAccepted"), "This Idempotency-Key made a batch already: that one",
-                                 {**location, **RETRY_AFTER}),
-                "202": json_body(ref("BatchAccepted"), "Accepted; follow status_url", {**location, **RETRY_AFTER}),
-                **errors(400, 401, 403, 413, 422, 429, 500, 503),
-            },
-        }},
-        "/v1/batches/{batch_id}": {"get": {
-            "summary": "One of the caller's batches: counts by status and every item", "operationId": "getBatch",
-            "tags": ["batches"], "x-scope": "read",
-            "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": json_body(ref("Batch"), "The batch; with unfinished jobs it carries Retry-After",
-                                           RETRY_AFTER),
-                          **errors(401, 403, 404, 429, 500, 503)},
-        }},
-    }
-
-
 def paths(settings: Settings) -> dict[str, Any]:
     location = {"Location": {"schema": {"type": "string"}, "required": True,
                              "description": "The job's status_url"},
@@ -281,7 +220,7 @@ def paths(settings: Settings) -> dict[str, Any]:
         },
         "/v1/jobs/{job_id}": _job_read("One of the caller's jobs", "getJob", "job_id"),
         "/status/{task_id}": _job_read("Poll a job (alias of /v1/jobs/{id})", "getStatus", "task_id"),
-        **_batches(settings, form_fields, {"Location": {"schema": {"type": "string"}, "required": True,
+        **openapi_batches.paths(settings, form_fields, {"Location": {"schema": {"type": "string"}, "required": True,
                                                         "description": "The batch's status_url"}}),
         "/v1/models": {"get": {
             "summary": "Models the repository serves", "operationId": "listModels", "tags": ["models"],

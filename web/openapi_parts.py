@@ -41,7 +41,7 @@ def json_body(schema: Schema, description: str, headers: dict[str, Any] | None =
 
 ERROR_DESCRIPTIONS = {
     400: "Malformed request (code names the field: missing_file, file_and_url, bad_wait, empty_batch, "
-         "too_many_items, bad_limit, bad_cursor, …)",
+         "too_many_items, bad_limit, bad_cursor, bad_include, …)",
     401: "Missing, malformed, expired or foreign token (`unauthorized`)",
     403: "The token lacks the scope this operation needs (`forbidden`)",
     404: "No such resource, or one owned by someone else (`not_found`)",

@@ -249,8 +249,32 @@ class Client:
         return Batch.from_json(body, names)
 
     def wait_batch(self, batch: Batch, timeout: float = 600.0) -> list[Job]:
-        """Wait for every job of the batch (items refused at submission have none); jobs in item order."""
+        """Wait for every job of the batch (items refused at submission have none); jobs in item order.
+
+        A server batch is collected whole: ``GET /v1/batches/<id>?wait=…&include=jobs`` answers once
+        every item is final, with each job's document, so a batch costs a request or two, not one per
+        job. A server that ignores ``include`` (older) gets one long poll per job, as a local batch does.
+        """
         deadline = time.monotonic() + timeout
+        if batch.id is not None and not batch.local:
+            path = f"/v1/batches/{quote(batch.id, safe='')}"
+            while True:
+                holding = self._holding(deadline - time.monotonic())
+                response = self.http.request("GET", path, params={**(holding["params"] or {}), "include": "jobs"},
+                                             timeout=holding["timeout"])
+                items = [i for i in response.json().get("items") or [] if isinstance(i, dict) and i.get("job_id")]
+                if not all(isinstance(i.get("job"), dict) for i in items):
+                    break  # no documents in the answer: collect job by job below
+                jobs = [Job.from_json(i["job"]) for i in items]
+                if all(job.final for job in jobs):
+                    return jobs
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    unfinished = sum(not job.final for job in jobs)
+                    raise WaitTimeout(f"batch {batch.id}: {unfinished} jobs unfinished after {timeout:.0f} s",
+                                      next(job for job in jobs if not job.final))
+                hinted = retry_after(response)
+                self._sleep(min(remaining, self.poll_interval if hinted is None else hinted))
         return [self.wait(job_id, timeout=max(0.0, deadline - time.monotonic())) for job_id in batch.job_ids]
 
     # ---- reading -----------------------------------------------------------------------------------

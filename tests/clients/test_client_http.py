@@ -13,6 +13,7 @@ from email.utils import formatdate
 import pytest
 
 from deepscreen.client import (
+    Batch,
     Client,
     FeatureUnavailable,
     RateLimited,
@@ -171,6 +172,33 @@ def test_batches_use_the_server_endpoint_when_it_exists(tmp_path) -> None:
         posted = server.calls("POST", "/v1/batches")[0].body
         assert posted.count(b'name="file"') == 2 and b"http://10.0.0.1/x.jpg" in posted
         assert client.get_batch(batch).counts == {"queued": 1, "succeeded": 1, "failed": 1}
+
+
+def test_a_server_batch_is_collected_whole_and_an_older_server_job_by_job() -> None:
+    """wait_batch asks for the batch with ?wait= and include=jobs, again after Retry-After while any job
+    runs; a server that answers without the job documents is collected one job at a time."""
+    items = [{"index": 0, "job_id": "ja", "status": "succeeded", "error": None},
+             {"index": 1, "job_id": None, "status": "rejected", "error": {"code": "x", "message": "y"}},
+             {"index": 2, "job_id": "jb", "status": "running", "error": None}]
+    running = {"id": "b2", "items": [{**items[0], "job": job("ja", "succeeded")}, items[1],
+                                     {**items[2], "job": job("jb", "running")}]}
+    done = {"id": "b2", "items": [{**items[0], "job": job("ja", "succeeded")}, items[1],
+                                  {**items[2], "status": "succeeded", "job": job("jb", "succeeded")}]}
+    batch = Batch.from_json({"id": "b2", "items": items})
+    sleeps = Sleeps()
+    with scripted({"GET /v1/batches/b2": [Reply(200, running, {"Retry-After": "1"}), Reply(200, done)]}) as server:
+        jobs = Client(server.url, token="t", sleep=sleeps).wait_batch(batch, timeout=60)
+        asked = server.calls("GET", "/v1/batches/b2")
+    assert [(j.id, j.status) for j in jobs] == [("ja", "succeeded"), ("jb", "succeeded")]
+    assert len(asked) == 2 and sleeps == [1.0]
+    assert all(a.query["include"] == ["jobs"] and int(a.query["wait"][0]) > 0 for a in asked)
+
+    older = {"id": "b2", "items": items}  # no "job" in the items: this server ignores include=
+    with scripted({"GET /v1/batches/b2": [Reply(200, older)], "GET /v1/jobs/ja": [Reply(200, job("ja", "succeeded"))],
+                   "GET /v1/jobs/jb": [Reply(200, job("jb", "failed"))]}) as server:
+        jobs = Client(server.url, token="t").wait_batch(batch, timeout=60)
+        assert len(server.calls("GET", "/v1/batches/b2")) == 1
+    assert [(j.id, j.status) for j in jobs] == [("ja", "succeeded"), ("jb", "failed")]
 
 
 def test_url_submission_on_a_server_that_only_takes_uploads() -> None:

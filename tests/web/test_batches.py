@@ -81,6 +81,68 @@ def test_files_and_urls_become_jobs_and_bad_items_are_reported_alone(batch_clien
     assert "Retry-After" not in done.headers  # nothing left to wait for
 
 
+def test_one_long_poll_collects_a_whole_batch_with_its_verdicts(batch_client, auth, worker):  # type: ignore[no-untyped-def]
+    """?wait= holds the batch until every item is final; include=jobs carries each job's document,
+    the same one GET /v1/jobs/<id> answers; a refused item has no job."""
+    blobs = [jpeg_bytes((40, 40), seed=4500 + i) for i in range(3)]
+    made = post_batch(batch_client, auth, {"file": files(blobs[0], b"not media", blobs[1], blobs[2]),
+                                           "models": "nsfw"}).get_json()
+    assert made["items"][0]["status"] == "queued"  # nothing was final when the wait began
+    view = batch_client.get(f"{made['status_url']}?wait=30&include=jobs", headers=auth)
+    body = view.get_json()
+    assert view.status_code == 200 and "Retry-After" not in view.headers
+    assert body["counts"]["succeeded"] == 3 and not body["counts"]["queued"] and not body["counts"]["running"]
+    assert "job" not in body["items"][1] and body["items"][1]["status"] == "rejected"
+    for entry in (body["items"][i] for i in (0, 2, 3)):
+        job = entry["job"]
+        assert job["id"] == entry["job_id"] and job["status"] == entry["status"] == "succeeded"
+        assert "owner" not in job and job["status_url"] == f"/status/{job['id']}"
+        assert set(job["results"]) == {"nsfw"} and job["finished_at"]
+        alone = batch_client.get(f"/v1/jobs/{job['id']}", headers=auth).get_json()
+        assert alone == job
+    plain = batch_client.get(made["status_url"], headers=auth).get_json()
+    assert all("job" not in i for i in plain["items"])  # only when asked for
+    bad = batch_client.get(f"{made['status_url']}?include=verdicts", headers=auth)
+    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "bad_include"
+    too_long = batch_client.get(f"{made['status_url']}?wait=31", headers=auth)
+    assert too_long.status_code == 400 and too_long.get_json()["error"]["code"] == "bad_wait"
+
+
+def test_a_batchs_files_are_recorded_together_and_known_content_is_answered_at_once(batch_client, auth, worker):  # type: ignore[no-untyped-def]
+    """Five files (one twice, one refused) cost one INSERT of media rows and one of jobs; a second batch
+    with a screened file answers that item from its verdict, as POST /v1/jobs does."""
+    from sqlalchemy import event
+
+    from core.db import get_engine
+
+    a, b, c = (jpeg_bytes((36, 36), seed=4600 + i) for i in range(3))
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        made = post_batch(batch_client, auth, {"file": files(a, b, b"junk", a, c), "models": "nsfw"}).get_json()
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
+    inserts = [s.split("(")[0].strip() for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert inserts == ["INSERT INTO batches", "INSERT INTO media", "INSERT INTO jobs"], inserts
+    items = made["items"]
+    assert [i["status"] for i in items] == ["queued", "queued", "rejected", "queued", "queued"]
+    assert len({i["job_id"] for i in items if i["job_id"]}) == 4  # the same file twice: two jobs
+    done = batch_client.get(f"{made['status_url']}?wait=30&include=jobs", headers=auth).get_json()
+    jobs = [i["job"] for i in done["items"] if i["job_id"]]
+    assert [j["status"] for j in jobs] == ["succeeded"] * 4
+    assert jobs[0]["media"]["sha256"] == jobs[2]["media"]["sha256"] != jobs[1]["media"]["sha256"]
+
+    again = post_batch(batch_client, auth, {"file": files(c, jpeg_bytes((36, 36), seed=4699)),
+                                            "models": "nsfw"}).get_json()["items"]
+    assert [i["status"] for i in again] == ["succeeded", "queued"]  # c's verdict is known already
+    reused = batch_client.get(f"/v1/jobs/{again[0]['job_id']}", headers=auth).get_json()
+    assert reused["results"]["nsfw"]["evidence"]["reused_from_job"] == jobs[3]["id"]
+
+
 def test_batches_are_private_to_their_owner(batch_client, auth, subject):  # type: ignore[no-untyped-def]
     from core.settings import get_settings
     from core.tokens import issue_token
