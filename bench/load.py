@@ -4,7 +4,7 @@ Each client thread works through its share of the images and collects the verdic
 ways (``polling``):
 
 - ``wait`` (the default): it posts its images back to back (``POST /v1/jobs``), then, as the shipped
-  client's ``wait_batch`` does, collects one job at a time in submission order, each with
+  client's ``wait`` does for each job, collects one job at a time in submission order, each with
   ``GET /status/<id>?wait=30`` (a long poll: answered when the job is final), asked again while the
   answer is not final.
 - ``submit``: one request per image, as the shipped client's ``submit_file(..., wait=30)``:
@@ -76,7 +76,7 @@ LONG_POLL_SECONDS = 30
 
 def add_polling_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--polling", choices=POLLING, default="wait",
-                        help="how clients collect verdicts: long polls as the shipped client's wait_batch "
+                        help="how clients collect verdicts: a long poll per job as the shipped client's wait "
                              "(wait), submit-and-wait in one request (submit), POST /v1/batches of "
                              f"{BATCH_ITEMS} collected whole (batch) or short polls at doubling intervals "
                              "(interval); bench/load.py")

@@ -140,9 +140,11 @@ def test_road_service(model_repo: Path) -> None:
 
 @pytest.mark.slow
 def test_bentoml_peer(model_repo: Path) -> None:
-    out = run_bench(["bench/bentoml_peer.py", "--images", "4", "--concurrency", "2", "--mode", "embedded"],
-                    model_repo, timeout=600)
+    # bulk clients: several images in one BentoML request, POST /v1/batches + one long poll per batch here
+    out = run_bench(["bench/bentoml_peer.py", "--images", "4", "--concurrency", "2", "--mode", "embedded",
+                     "--polling", "batch"], model_repo, timeout=600)
     assert "| BentoML: adaptive batching" in out and "| deepscreen embedded:" in out and "failed 0" in out
+    assert "16 image(s) per request" in out and "(batch polls)" in out
 
 
 @pytest.mark.slow
