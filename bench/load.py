@@ -192,7 +192,7 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
                 polls += 1
                 view = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS, "include": "jobs"},
                                    timeout=LONG_POLL_SECONDS + 30).json()
-                docs = [i["job"] for i in view["items"]]
+                docs = [i["job"] for i in view["items"] if i.get("job_id")]  # a refused item has no job
                 if all(doc["status"] in ("succeeded", "failed") for doc in docs):
                     for doc in docs:
                         record(doc)

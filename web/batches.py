@@ -1,7 +1,8 @@
 """Batches: ``POST /v1/batches`` (many files and/or URLs, one id) and ``GET /v1/batches/<id>``.
 
 Each item goes the road of ``POST /v1/jobs``: validated by the same code (web.uploads), fetched
-under the same SSRF guard when it is a URL, stored and recorded by core.submissions.submit. An item
+under the same SSRF guard when it is a URL, stored and recorded by core.submissions (the files that
+pass all in one transaction, ``submit_many``; each URL as it arrives, ``submit``). An item
 that fails validation is reported in ``items`` with its error and does not fail the others; the
 form-level fields (``text``, ``models``, ``callback_url``, the Idempotency-Key) apply to every item
 and are checked once, before anything is made. Items are numbered in the order the server reads
@@ -10,6 +11,9 @@ them: the ``file`` parts first, then the ``url`` fields, each in the order sent.
 Wake-ups: workers claim up to BATCH_MAX queued jobs per delivery from the jobs table, so one broker
 message per BATCH_MAX jobs wakes enough workers (docs/api.md has the measurement); a job whose
 wake-up is lost is re-sent by beat's sweep like any other.
+
+Collecting: ``GET /v1/batches/<id>?wait=N&include=jobs`` answers once every item is final, with each
+job's document, so a bulk client needs one request per batch, not one per job.
 """
 
 from __future__ import annotations
