@@ -175,7 +175,7 @@ def _document_statements(key: str) -> tuple[Select[Any], Select[Any]]:
                jobs.c.callback_url, media.c.sha256, media.c.format, media.c.kind, media.c.size, media.c.width,
                media.c.height)
         .select_from(jobs.outerjoin(media, jobs.c.media_sha256 == media.c.sha256))
-        .where(jobs.c[{"job_id": "id", "batch_id": "batch_id"}[key]] == bindparam("key"))
+        .where((jobs.c.id if key == "job_id" else jobs.c.batch_id) == bindparam("key"))
     )
     columns = (results.c.job_id, results.c.model, results.c.model_version, results.c.label, results.c.score,
                results.c.scores, results.c.evidence, results.c.validation, results.c.kind)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -201,24 +202,24 @@ def get(batch_id: str):  # type: ignore[no-untyped-def]
         raise ApiError(400, "bad_include", "include must be 'jobs' (or absent)")
     owner = current_principal().subject
     deadline = time.monotonic() + wait_seconds()
-    view = _view(batch_id, owner, with_jobs=False)
+    view = _view(batch_id, owner, with_jobs=bool(include))
     while unfinished(view) and (left := deadline - time.monotonic()) > 0:
         # Wait for the newest unfinished item (claimed last, so usually finished last), then look again.
         last = next(i["job_id"] for i in reversed(view["items"]) if i["status"] in UNFINISHED)
-        def status(job_id: str = last) -> dict[str, Any]:  # a job removed meanwhile by retention: expired
-            return {"status": job_status(job_id) or JobStatus.EXPIRED}
-
-        if read_waiting(last, status, settings(), left)["status"] in UNFINISHED:
+        if read_waiting(last, partial(_status, last), settings(), left)["status"] in UNFINISHED:
             break  # the wait ran out, or this process holds its most waiters already
-        view = _view(batch_id, owner, with_jobs=False)
-    if include:
-        view = _view(batch_id, owner, with_jobs=True)
-        for entry in view["items"]:
-            if entry.get("job") is not None:
-                entry["job"] = public(entry["job"])
+        view = _view(batch_id, owner, with_jobs=bool(include))
+    for entry in view["items"]:
+        if entry.get("job") is not None:
+            entry["job"] = public(entry["job"])
     if unfinished(view):
         ask_again()
     return jsonify(view)
+
+
+def _status(job_id: str) -> dict[str, Any]:
+    """The status alone, for the wait; a job removed meanwhile by retention reads as expired."""
+    return {"status": job_status(job_id) or JobStatus.EXPIRED}
 
 
 def _view(batch_id: str, owner: str, with_jobs: bool) -> dict[str, Any]:
