@@ -76,6 +76,11 @@ def on_cuda(session: ort.InferenceSession) -> bool:
     return session.get_providers()[0] == CUDA
 
 
+def intra_op_threads(session: ort.InferenceSession) -> int:
+    """The session's intra-op thread count as set (0: ONNX Runtime's default, every core)."""
+    return int(session.get_session_options().intra_op_num_threads)
+
+
 def padded_rows(rows: int, limit: int) -> int:
     """The batch size ``rows`` is padded to on CUDA: the next power of two, at most ``limit`` (the
     caller's chunk size). On the CPU padding only adds work, so callers pad on CUDA alone."""
@@ -93,14 +98,20 @@ def pad_batch(batch: np.ndarray, rows: int) -> np.ndarray:
 
 class RowRunner:
     """A session whose first input takes a batch of rows: runs any number of rows in calls of at most
-    ``max_rows`` (to bound memory), and on CUDA pads each call to a power of two (``padded_rows``) so the
-    provider meets a handful of input shapes. Rows are independent, so a row's output does not depend on
-    its call mates or the padding. ``pad`` is decided once from the providers the session really got."""
+    ``max_rows`` (to bound memory; one row a call on a one-thread CPU session), and on CUDA pads each
+    call to a power of two (``padded_rows``) so the provider meets a handful of input shapes. Rows are
+    independent, so a row's output does not depend on its call mates or the padding. ``pad`` is decided
+    once from the providers the session really got."""
 
     def __init__(self, session: ort.InferenceSession, max_rows: int = 64) -> None:
         self.session = session
         self.max_rows = max(1, max_rows)
         self.pad = on_cuda(session)
+        # On the CPU EP with one intra-op thread (the workers' default), one row per call: rows buy no
+        # parallelism there, and a call's activations for many rows spill out of the cache (deepfake/2's
+        # MesoNet: 3.5 CPU ms per crop alone, 4.4 in calls of 8; docs/benchmarks.md). With more threads,
+        # or on CUDA, the rows go together.
+        self.call_rows = 1 if not self.pad and intra_op_threads(session) == 1 else self.max_rows
         self.feed = session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray, output: str | None = None,
@@ -109,8 +120,8 @@ class RowRunner:
         call's rows into the model's input (per call, so a large batch is never converted at once)."""
         names = [output] if output else None
         parts = []
-        for start in range(0, len(batch), self.max_rows):
-            chunk = batch[start: start + self.max_rows]
+        for start in range(0, len(batch), self.call_rows):
+            chunk = batch[start: start + self.call_rows]
             rows = len(chunk)
             if self.pad:
                 chunk = pad_batch(chunk, padded_rows(rows, self.max_rows))

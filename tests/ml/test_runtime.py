@@ -26,7 +26,7 @@ def test_pad_batch_appends_zero_rows_and_keeps_the_data() -> None:
     assert pad_batch(batch, 2) is batch
 
 
-def _doubler() -> ort.InferenceSession:
+def _doubler(options: ort.SessionOptions | None = None) -> ort.InferenceSession:
     """A real one-node graph with a free batch dimension: y = 2x, z = x + 1 for (N, 3) float rows."""
     rows = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
     graph = helper.make_graph(
@@ -35,7 +35,7 @@ def _doubler() -> ort.InferenceSession:
         initializer=[helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    return ort.InferenceSession(model.SerializeToString(), providers=[CPU])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=[CPU])
 
 
 def test_row_runner_on_the_cpu_runs_exact_chunks_row_for_row() -> None:
@@ -49,6 +49,22 @@ def test_row_runner_on_the_cpu_runs_exact_chunks_row_for_row() -> None:
     assert np.array_equal(runner(batch[:5], output="z"), batch[:5] + 1)
     halves = runner(batch.astype(np.int64), prepare=lambda chunk: chunk.astype(np.float32) / 2)
     assert np.array_equal(halves, batch)  # prepare is applied to each call's rows
+
+
+def test_row_runner_on_a_one_thread_cpu_session_runs_one_row_a_call() -> None:
+    """One intra-op thread (the workers' default): rows buy no parallelism, so each runs alone, with
+    the same answers as the batched calls of a session with ONNX Runtime's default threads."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    single = _doubler(options)
+    calls: list[int] = []
+    runner = RowRunner(single, max_rows=32)
+    assert not runner.pad and runner.call_rows == 1
+    assert RowRunner(_doubler(), max_rows=32).call_rows == 32
+    runner.session = ClaimsCudaLog(single, calls)
+    batch = np.random.default_rng(1).random((5, 3), dtype=np.float32)
+    assert np.array_equal(runner(batch), RowRunner(_doubler(), max_rows=32)(batch))
+    assert calls == [1] * 5
 
 
 def test_row_runner_on_cuda_pads_each_call_to_a_power_of_two() -> None:
