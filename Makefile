@@ -39,6 +39,7 @@ bench: models
 	$(BIN)/python bench/end_to_end.py
 	$(BIN)/python bench/bentoml_peer.py
 	$(BIN)/python bench/road.py
+	$(BIN)/python bench/scan_folder.py
 	$(BIN)/python bench/worker_memory.py
 	$(BIN)/python -m bench.models --repository $(MODEL_REPOSITORY)
 

@@ -1,8 +1,9 @@
 """``deepscreen scan PATH...``: screen files and folders through the API with ``deepscreen.client``.
 
-Uploads run ``--concurrency`` at a time; each job is then waited for (``?wait=`` long polls where the
-server has them, polling otherwise), and the progress bar advances when a VERDICT arrives, not when
-an upload is accepted. Prints a table, writes ``--json`` / ``--csv``, exits 1 if anything failed.
+Files go up ``--batch-size`` to a request (``POST /v1/batches``, each group then collected whole with
+one ``?wait=`` long poll), ``--concurrency`` requests at a time; ``--batch-size 1`` uploads and waits
+file by file (``POST /v1/jobs``). The progress bar advances when VERDICTS arrive (a group's together),
+not when an upload is accepted. Prints a table, writes ``--json`` / ``--csv``, exits 1 if anything failed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from deepscreen.client import Client, DeepscreenError, Job, WaitTimeout, media_files
+from deepscreen.client import Batch, Client, DeepscreenError, Job, JobError, WaitTimeout, media_files
 from deepscreen.client.errors import ApiError
+
+BATCH_FILES = 16  # files per upload request: a whole group is recorded in one transaction, collected in one poll
+BATCH_BYTES = 8 * 1024 * 1024  # and at most this many bytes (a bigger file goes alone)
 
 
 @dataclass
@@ -51,51 +55,124 @@ def display_name(path: Path) -> str:
     return path.name if relative.startswith("..") else relative
 
 
-def screen_files(client: Client, files: list[Path], *, text: str | None, models: str | None, concurrency: int,
-                 timeout: float, on_verdict: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:
-    """Upload ``concurrency`` files at a time, wait for each verdict, call ``on_verdict`` as each ends.
+def chunks(files: list[Path], batch_files: int, batch_bytes: int = BATCH_BYTES) -> list[list[Path]]:
+    """Consecutive files in groups of at most ``batch_files`` and ``batch_bytes`` (a bigger file goes alone).
 
+    Each group is one upload request: small enough to stay far below the server's body limit
+    (MAX_UPLOAD_BYTES for the whole request) and to be sent again whole if the connection drops."""
+    groups: list[list[Path]] = []
+    size = 0
+    for path in files:
+        try:
+            length = path.stat().st_size
+        except OSError:
+            length = 0  # unreadable: the upload says so, for this file alone
+        if groups and len(groups[-1]) < batch_files and size + length <= batch_bytes:
+            groups[-1].append(path)
+            size += length
+        else:
+            groups.append([path])
+            size = length
+    return groups
+
+
+def _settle(outcome: Outcome, job: Job) -> None:
+    """Record a job that was waited for: a job still running when the wait ended is a timeout."""
+    outcome.job = job
+    if not job.final:
+        outcome.error_code, outcome.error_message = "timeout", f"job {job.id} still {job.status} when the wait ended"
+    elif job.error is not None:
+        outcome.error_code, outcome.error_message = job.error.code, job.error.message
+
+
+def _refuse(outcome: Outcome, exc: BaseException) -> None:
+    if isinstance(exc, WaitTimeout):
+        _settle(outcome, exc.job)
+        outcome.error_message = str(exc)
+    elif isinstance(exc, ApiError):
+        outcome.error_code, outcome.error_message = exc.code, exc.message
+    elif isinstance(exc, DeepscreenError):
+        outcome.error_code, outcome.error_message = "client_error", str(exc)
+    elif isinstance(exc, OSError):
+        outcome.error_code, outcome.error_message = "unreadable", str(exc)
+    else:
+        raise exc
+
+
+def screen_files(client: Client, files: list[Path], *, text: str | None, models: str | None, concurrency: int,
+                 timeout: float, batch_size: int = BATCH_FILES,
+                 on_verdict: Callable[[Outcome], None] = lambda _: None) -> list[Outcome]:
+    """Upload ``concurrency`` requests at a time, wait for the verdicts, call ``on_verdict`` as each ends.
+
+    Files go up ``batch_size`` to a request (``POST /v1/batches``; each group is then collected with
+    one long poll), or one by one with ``batch_size`` 1. A group the server refuses as a whole (an
+    unreadable file, a body too large) is sent again file by file, so each file gets its own answer.
     Waiting happens in its own pool, so slow jobs never hold up uploads; results come back in the
     order of ``files``.
     """
     deadline = time.monotonic() + timeout
     outcomes = {path: Outcome(path) for path in files}
+    models = models or None
 
-    def upload(path: Path) -> Job:
-        return client.submit_file(path, text=text, models=models or None)
+    def remaining() -> float:
+        return max(1.0, deadline - time.monotonic())
 
-    def await_verdict(job: Job) -> Job:
-        return client.wait(job, timeout=max(1.0, deadline - time.monotonic()))
+    def upload(group: list[Path]) -> Job | Batch:
+        if len(group) == 1:
+            return client.submit_file(group[0], text=text, models=models)
+        return client.submit_batch(group, text=text, models=models)
+
+    def await_batch(batch: Batch) -> list[Job]:
+        try:
+            return client.wait_batch(batch, timeout=remaining())
+        except WaitTimeout:
+            return [client.get_job(job_id) for job_id in batch.job_ids]  # as they stand
 
     with ThreadPoolExecutor(concurrency, thread_name_prefix="upload") as uploads, \
             ThreadPoolExecutor(max(concurrency, 8), thread_name_prefix="wait") as waits:
-        pending: dict[Future[Job], tuple[str, Path]] = {
-            uploads.submit(upload, path): ("upload", path) for path in files
+        pending: dict[Future[Any], tuple[str, list[Path]]] = {
+            uploads.submit(upload, group): ("upload", group) for group in chunks(files, batch_size)
         }
+
+        def report(path: Path) -> None:
+            on_verdict(outcomes[path])
+
+        def settled(group: list[Path], jobs: list[Job]) -> None:
+            for path, job in zip(group, jobs, strict=True):
+                _settle(outcomes[path], job)
+                report(path)
+
+        def submitted(group: list[Path], batch: Batch) -> None:
+            """Report the group's files refused at submission; wait for the rest together."""
+            for item in batch.items:
+                if item.job_id is None:
+                    error = item.error or JobError("rejected", "the server refused this file")
+                    outcome = outcomes[group[item.index]]
+                    outcome.error_code, outcome.error_message = error.code, error.message
+                    report(outcome.path)
+            accepted = [group[item.index] for item in batch.items if item.job_id]
+            if accepted:
+                pending[waits.submit(await_batch, batch)] = ("wait", accepted)
+
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                stage, path = pending.pop(future)
-                outcome = outcomes[path]
-                try:
-                    job = future.result()
-                except WaitTimeout as exc:
-                    outcome.job, outcome.error_code = exc.job, "timeout"
-                    outcome.error_message = str(exc)
-                except ApiError as exc:
-                    outcome.error_code, outcome.error_message = exc.code, exc.message
-                except DeepscreenError as exc:
-                    outcome.error_code, outcome.error_message = "client_error", str(exc)
-                except OSError as exc:
-                    outcome.error_code, outcome.error_message = "unreadable", str(exc)
+                stage, group = pending.pop(future)
+                exc = future.exception()
+                if exc is not None and stage == "upload" and len(group) > 1:  # each file again, alone
+                    pending.update({uploads.submit(upload, [path]): ("upload", [path]) for path in group})
+                elif exc is not None:
+                    for path in group:
+                        _refuse(outcomes[path], exc)
+                        report(path)
+                elif isinstance(result := future.result(), Batch):
+                    submitted(group, result)
+                elif isinstance(result, list):
+                    settled(group, result)
+                elif stage == "upload" and not result.final:
+                    pending[waits.submit(lambda job: client.wait(job, timeout=remaining()), result)] = ("wait", group)
                 else:
-                    outcome.job = job
-                    if stage == "upload" and not job.final:
-                        pending[waits.submit(await_verdict, job)] = ("wait", path)
-                        continue
-                    if job.error is not None:
-                        outcome.error_code, outcome.error_message = job.error.code, job.error.message
-                on_verdict(outcome)
+                    settled(group, [result])
     return [outcomes[path] for path in files]
 
 
@@ -161,7 +238,9 @@ def csv_rows(outcome: Outcome) -> list[dict[str, Any]]:
 @click.option("--models", default="", help="Comma list (default: the server's defaults)")
 @click.option("--text", default=None, help="Caption/text to screen with each file")
 @click.option("--concurrency", "-j", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Uploads in flight at once")
+              help="Upload requests in flight at once")
+@click.option("--batch-size", type=click.IntRange(1, 100), default=BATCH_FILES, show_default=True,
+              help="Files per upload request (1: one request and one long poll per file)")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for all verdicts")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every job (with results and evidence) as JSON ('-' for stdout)")
@@ -169,7 +248,8 @@ def csv_rows(outcome: Outcome) -> list[dict[str, Any]]:
               help="Write one row per file and model as CSV")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def scan(paths: tuple[Path, ...], url: str, token: str, api_key: str, models: str, text: str | None,
-         concurrency: int, timeout: float, json_path: Path | None, csv_path: Path | None, progress: bool) -> None:
+         concurrency: int, batch_size: int, timeout: float, json_path: Path | None, csv_path: Path | None,
+         progress: bool) -> None:
     """Screen files and folders (recursively: images and videos) and print each verdict."""
     if not token and not api_key:
         raise click.ClickException("no credentials: pass --token or --api-key "
@@ -180,7 +260,7 @@ def scan(paths: tuple[Path, ...], url: str, token: str, api_key: str, models: st
     with Client(url, token=token or None, api_key=None if token else api_key, pool_size=max(16, concurrency * 2)) \
             as client, tqdm(total=len(files), desc="verdicts", unit="file", disable=not progress) as bar:
         outcomes = screen_files(client, files, text=text, models=models, concurrency=concurrency, timeout=timeout,
-                                on_verdict=lambda _: bar.update(1))
+                                batch_size=batch_size, on_verdict=lambda _: bar.update(1))
     print_table(outcomes)
     if json_path is not None:
         document = json.dumps({"server": url, "items": [as_json(o) for o in outcomes]}, indent=2)

@@ -268,13 +268,10 @@ class Client:
                 jobs = [Job.from_json(i["job"]) for i in items]
                 if all(job.final for job in jobs):
                     return jobs
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if not self._pause(response, deadline):
                     unfinished = sum(not job.final for job in jobs)
                     raise WaitTimeout(f"batch {batch.id}: {unfinished} jobs unfinished after {timeout:.0f} s",
                                       next(job for job in jobs if not job.final))
-                hinted = retry_after(response)
-                self._sleep(min(remaining, self.poll_interval if hinted is None else hinted))
         return [self.wait(job_id, timeout=max(0.0, deadline - time.monotonic())) for job_id in batch.job_ids]
 
     # ---- reading -----------------------------------------------------------------------------------
@@ -300,11 +297,18 @@ class Client:
             current = Job.from_json(response.json())
             if current.final:
                 return current
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if not self._pause(response, deadline):
                 raise WaitTimeout(f"job {job_id} still {current.status} after {timeout:.0f} s", current)
-            hinted = retry_after(response)
-            self._sleep(min(remaining, self.poll_interval if hinted is None else hinted))
+
+    def _pause(self, response: requests.Response, deadline: float) -> bool:
+        """Sleep until it is time to ask again (the answer's Retry-After, else ``poll_interval``, never
+        past ``deadline``); False, without sleeping, once the deadline has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        hinted = retry_after(response)
+        self._sleep(min(remaining, self.poll_interval if hinted is None else hinted))
+        return True
 
     def list_jobs(self, *, status: str | None = None, limit: int = 20, cursor: str | None = None) -> JobPage:
         """The caller's jobs, newest first (``GET /v1/jobs``)."""

@@ -130,6 +130,13 @@ def test_verdict_latency(model_repo: Path) -> None:
 
 
 @pytest.mark.slow
+def test_scan_folder(model_repo: Path) -> None:
+    out = run_bench(["bench/scan_folder.py", "--images", "5", "--batch-sizes", "1,2", "--mode", "embedded"],
+                    model_repo, timeout=300)
+    assert "| embedded | 1 |" in out and "| embedded | 2 |" in out and "vs --batch-size 1" in out
+
+
+@pytest.mark.slow
 def test_road_service(model_repo: Path) -> None:
     # submit-and-wait clients here (POST ?wait=); the end-to-end smoke covers the default long polls
     out = run_bench(["bench/road.py", "--jobs", "16", "--concurrency", "4", "--polling", "submit"], model_repo,

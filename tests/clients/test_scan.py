@@ -5,6 +5,7 @@ exit code tells whether everything was screened."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.scan import screen_files
+from cli.scan import chunks, screen_files
 from deepscreen.client import Client, media_files
 from tests.clients.conftest import Live, noise_jpeg
 from tests.conftest import png_bytes
@@ -96,3 +97,77 @@ def test_progress_advances_on_verdicts_not_on_uploads(live: Live, tmp_path: Path
                                 on_verdict=lambda o: seen.append(o.job.status if o.job else "none"))
     assert seen == ["succeeded"] * 5  # every tick of the bar is a finished job
     assert [o.path for o in outcomes] == paths and all(o.ok for o in outcomes)
+
+
+class CountingClient(Client):
+    """A real client that counts its upload requests (how the files went up, not what came back)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.batch_posts: list[int] = []
+        self.single_posts = 0
+
+    def submit_batch(self, items, **options):  # type: ignore[no-untyped-def, override]
+        items = list(items)
+        self.batch_posts.append(len(items))
+        return super().submit_batch(items, **options)
+
+    def submit_file(self, file, **options):  # type: ignore[no-untyped-def, override]
+        self.single_posts += 1
+        return super().submit_file(file, **options)
+
+
+def test_groups_respect_the_file_count_and_byte_caps(tmp_path: Path) -> None:
+    sizes = {"a": 10, "b": 10, "c": 10, "big": 50, "d": 10, "e": 30}
+    paths = []
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"x" * size)
+        paths.append(tmp_path / name)
+    missing = tmp_path / "missing.jpg"
+    groups = chunks([*paths, missing], batch_files=2, batch_bytes=40)
+    assert [[p.name for p in g] for g in groups] == [["a", "b"], ["c"], ["big"], ["d", "e"], ["missing.jpg"]]
+    assert chunks(paths, batch_files=1) == [[p] for p in paths]
+    assert [len(g) for g in chunks(paths, batch_files=16)] == [6]
+
+
+def test_a_folder_goes_up_in_batches_each_file_paired_with_its_own_job(live: Live, tmp_path: Path) -> None:
+    paths = []
+    for n in range(5):
+        path = tmp_path / f"p{n}.jpg"
+        path.write_bytes(noise_jpeg(5300 + n))
+        paths.append(path)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a JPEG")
+    files = [*paths[:2], broken, *paths[2:]]
+    token = live.token("scan-batches")
+    seen: list[str] = []
+    with CountingClient(live.url, token=token) as client:
+        batched = screen_files(client, files, text=None, models="nsfw", concurrency=2, timeout=300, batch_size=4,
+                               on_verdict=lambda o: seen.append(o.path.name))
+        assert sorted(client.batch_posts) == [2, 4] and client.single_posts == 0
+    assert sorted(seen) == sorted(p.name for p in files)  # every file reported once
+    assert [o.path for o in batched] == files
+    by_name = {o.path.name: o for o in batched}
+    assert by_name["broken.jpg"].status == "rejected" and by_name["broken.jpg"].error_code == "unsupported_media_type"
+    for path in paths:  # each file's outcome is the job of its own bytes, whatever the order of the answers
+        job = by_name[path.name].job
+        assert by_name[path.name].ok and job is not None
+        assert job.media["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert 0.0 <= job.results["nsfw"].score <= 1.0
+
+    with CountingClient(live.url, token=token) as client:
+        alone = screen_files(client, paths, text=None, models="nsfw", concurrency=2, timeout=300, batch_size=1)
+        assert client.batch_posts == [] and client.single_posts == 5
+    assert [o.job.media["sha256"] for o in alone if o.job] == [by_name[p.name].job.media["sha256"]  # type: ignore[union-attr]
+                                                               for p in paths]
+
+
+def test_a_group_refused_whole_is_sent_again_file_by_file(live: Live, tmp_path: Path) -> None:
+    fine = tmp_path / "fine.jpg"
+    fine.write_bytes(noise_jpeg(5400))
+    gone = tmp_path / "gone.jpg"  # listed, then deleted before the upload: the batch cannot be read whole
+    with CountingClient(live.url, token=live.token("scan-fallback")) as client:
+        outcomes = screen_files(client, [fine, gone], text=None, models="nsfw", concurrency=1, timeout=300)
+        assert client.batch_posts == [2] and client.single_posts == 2
+    assert outcomes[0].ok
+    assert outcomes[1].status == "rejected" and outcomes[1].error_code == "unreadable"
