@@ -35,6 +35,14 @@ def make_folder(root: Path) -> dict[str, bytes]:
     return files
 
 
+def noise_photos(folder: Path, prefix: str, seeds: range) -> list[Path]:
+    """One distinct noise JPEG per seed, named ``<prefix><n>.jpg`` in seed order."""
+    paths = [folder / f"{prefix}{n}.jpg" for n in range(len(seeds))]
+    for path, seed in zip(paths, seeds, strict=True):
+        path.write_bytes(noise_jpeg(seed))
+    return paths
+
+
 def run_scan(live: Live, *args: str, token: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **live.env, "DEEPSCREEN_URL": live.url, "DEEPSCREEN_TOKEN": token}
     return subprocess.run([sys.executable, "-m", "cli.main", "scan", *args], env=env, capture_output=True, text=True,
@@ -86,11 +94,7 @@ def test_a_refused_file_makes_the_exit_code_non_zero(live: Live, tmp_path: Path)
 
 
 def test_progress_advances_on_verdicts_not_on_uploads(live: Live, tmp_path: Path) -> None:
-    paths = []
-    for n in range(5):
-        path = tmp_path / f"v{n}.jpg"
-        path.write_bytes(noise_jpeg(5200 + n))
-        paths.append(path)
+    paths = noise_photos(tmp_path, "v", range(5200, 5205))
     seen: list[str] = []
     with Client(live.url, token=live.token("scan-progress")) as client:
         outcomes = screen_files(client, paths, text=None, models="nsfw", concurrency=2, timeout=300,
@@ -131,11 +135,7 @@ def test_groups_respect_the_file_count_and_byte_caps(tmp_path: Path) -> None:
 
 
 def test_a_folder_goes_up_in_batches_each_file_paired_with_its_own_job(live: Live, tmp_path: Path) -> None:
-    paths = []
-    for n in range(5):
-        path = tmp_path / f"p{n}.jpg"
-        path.write_bytes(noise_jpeg(5300 + n))
-        paths.append(path)
+    paths = noise_photos(tmp_path, "p", range(5300, 5305))
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a JPEG")
     files = [*paths[:2], broken, *paths[2:]]
