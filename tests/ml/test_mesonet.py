@@ -22,6 +22,7 @@ from ml.build.mesonet import (
     fake_score,
     load_keras_weights,
     load_model,
+    pool_before_norm,
     read_crop,
     torch_p_fake,
 )
@@ -131,3 +132,34 @@ def test_onnx_matches_the_port(members: list[str], tmp_path: Path) -> None:
     assert float(np.abs(got - expected).max()) <= 1e-4
     single = session.run(None, {"image": batch[:1]})[0]
     assert float(np.abs(single - expected[:1]).max()) <= 1e-4
+
+
+def test_pool_before_norm_is_the_same_function_and_only_where_it_is() -> None:
+    """Every block of the shipped members has positive BatchNorm scales, so all eight move, and the
+    scores stay within float rounding; a block with one negative scale must keep its order (a
+    decreasing map turns the max into a min), and then matches the original exactly."""
+    batch = _check_batch(None)
+    for name in ["Meso4_DF", "Meso4_F2F"]:
+        original = load_model(name)
+        reordered = load_model(name)
+        assert pool_before_norm(reordered) == 4
+        np.testing.assert_allclose(_torch_out(reordered, batch), _torch_out(original, batch), rtol=0, atol=1e-6)
+    flipped = load_model("Meso4_DF")
+    with torch.no_grad():
+        flipped.blocks[0].bn.weight[3] *= -1
+    kept = load_model("Meso4_DF")
+    with torch.no_grad():
+        kept.blocks[0].bn.weight[3] *= -1
+    assert pool_before_norm(flipped) == 3 and not flipped.blocks[0].norm_after_pool
+    np.testing.assert_allclose(_torch_out(flipped, batch), _torch_out(kept, batch), rtol=0, atol=1e-6)
+    forced = load_model("Meso4_DF")
+    with torch.no_grad():
+        forced.blocks[0].bn.weight[3] *= -1
+    forced.blocks[0].norm_after_pool = True  # what the guard prevents: no longer the same function
+    assert float(np.abs(_torch_out(forced, batch) - _torch_out(kept, batch)).max()) > 1e-3
+
+
+def _torch_out(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out: np.ndarray = model(torch.from_numpy(batch / 255.0)).numpy()
+    return out
