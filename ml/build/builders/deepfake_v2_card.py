@@ -61,7 +61,9 @@ use the `synthetic` model for those.
   P(real) (their classes were numbered alphabetically, `df` = 0, `real` = 1); the graph outputs 1 - it.
   Nothing was retrained. Meso4's hidden Dense(16) is linear, as the weight files record (they hold no
   `leaky_re_lu` layer; the MesoInception files do): with the LeakyReLU of today's `classifiers.py` the
-  sample crops below land on the same sides, less confidently.
+  sample crops below land on the same sides, less confidently. In the exported graph each block's
+  BatchNorm runs after its MaxPool (every scale is positive, so it is the same function on 4-16x fewer
+  values; ~14 % less CPU per crop; scores within float rounding of the Keras order).
 - **Crop margin {margin}:** chosen to cut faces the way the authors' sample crops were cut. They cut at
   2.86 x max(eye distance, eye-mouth distance) around the nose; with this detector, {evidence}. Scores
   move with the framing: one manipulated sample crop, framed in black and re-cut by this pipeline with
