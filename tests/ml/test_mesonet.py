@@ -18,6 +18,7 @@ from ml.build.mesonet import (
     Meso4,
     MesoInception4,
     SamePool,
+    SharedFirstBlock,
     export_onnx,
     fake_score,
     load_keras_weights,
@@ -163,3 +164,23 @@ def _torch_out(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out: np.ndarray = model(torch.from_numpy(batch / 255.0)).numpy()
     return out
+
+
+def test_shared_first_block_gives_each_member_its_own_channels(tmp_path: Path) -> None:
+    """The shipped pair's first blocks run as one convolution: the same scores as the members alone (torch
+    and ONNX), and only where the blocks differ in nothing but weights."""
+    batch = _check_batch(None)
+    shared = fake_score(["Meso4_DF", "Meso4_F2F"])
+    assert isinstance(shared.first, SharedFirstBlock) and shared.first.widths == [8, 8]
+    alone = FakeScore(list(shared.members)).eval()  # the same members, each running its own first block
+    assert alone.first is None
+    expected = torch_p_fake(alone, batch)
+    np.testing.assert_allclose(torch_p_fake(shared, batch), expected, rtol=0, atol=1e-6)
+    got = make_session(export_onnx(shared, tmp_path / "m.onnx"), [CPU], 0).run(None, {"image": batch})[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    # A member whose first block ran in the other order, or an Inception member, is not joined.
+    mixed = [load_model("Meso4_DF"), load_model("Meso4_F2F")]
+    pool_before_norm(mixed[0])
+    assert FakeScore(mixed, share_first=True).first is None
+    assert FakeScore([load_model("Meso4_DF"), load_model("MesoInception_DF")], share_first=True).first is None
+    assert FakeScore([load_model("Meso4_DF")], share_first=True).first is None
