@@ -36,7 +36,16 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
-from bench.common import ROOT, Shared, header, in_client_threads, own_cpu_seconds, table
+from bench.common import (
+    ROOT,
+    Shared,
+    add_stack_arguments,
+    header,
+    in_client_threads,
+    own_cpu_seconds,
+    stack_modes,
+    table,
+)
 from bench.load import BATCH_ITEMS, add_polling_argument
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos
@@ -143,13 +152,9 @@ def measure_peer(model: str, repo: Path, blobs: list[bytes], warm: list[bytes], 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=120)
-    parser.add_argument("--model", default="deepfake")
     parser.add_argument("--concurrency", type=int, default=8)
     add_polling_argument(parser)
-    parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_stack_arguments(parser)
     args = parser.parse_args(argv)
 
     photos = face_photos(args.images, args.seed)
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = Shared().start()
     per_request = BATCH_ITEMS if args.polling == "batch" else 1  # bulk clients of both send lists
     peer = measure_peer(args.model, args.repository, photos, warm, args.concurrency, per_request)
-    modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
+    modes = stack_modes(args.mode)
     runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency,
                       polling=args.polling) for mode in modes]
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))

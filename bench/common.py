@@ -8,6 +8,7 @@ training on the same cores shows up there.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import platform
@@ -122,6 +123,24 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_repository_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repository", type=Path,
+                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, mode: str = "both") -> None:
+    """The options of every benchmark that starts the stacks: --mode, --model, --seed, --repository."""
+    parser.add_argument("--mode", choices=["embedded", "service", "both"], default=mode)
+    parser.add_argument("--model", default="deepfake")
+    parser.add_argument("--seed", type=int, default=0)
+    add_repository_argument(parser)
+
+
+def stack_modes(mode: str) -> list[str]:
+    """--mode's stacks, in the order they run."""
+    return ["embedded", "service"] if mode == "both" else [mode]
 
 
 def int_list(text: str) -> list[int]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, Shared, header, int_list, own_cpu_seconds, table
+from bench.common import Shared, add_repository_argument, header, int_list, own_cpu_seconds, table
 from bench.photos import face_photos
 
 BASELINE = 67.5  # issue 7: the best offline rate on the 2-core machine before the rewrite (2 x 1-thread processes)
@@ -152,8 +151,7 @@ def gpu_rows() -> list[list[object]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_repository_argument(parser)
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--model-version", default="", help="comma list, e.g. 1,2 (default: the live version)")
     parser.add_argument("--images", type=int, default=96)

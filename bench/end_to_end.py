@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
-from bench.common import ROOT, Shared, header, int_list, own_cpu_seconds, table
+from bench.common import Shared, add_stack_arguments, header, int_list, own_cpu_seconds, stack_modes, table
 from bench.load import add_polling_argument
 from bench.measure import StackRun, postgres_backend_cpu, run_stack
 from bench.photos import face_photos
@@ -41,23 +40,15 @@ LABELS = {"embedded": "end to end, embedded (deepscreen up: SQLite, filesystem b
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=120)
-    parser.add_argument("--model", default="deepfake")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients")
-    parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
     parser.add_argument("--processes", default="1,2", help="offline grid: processes")
     parser.add_argument("--threads", default="1,2", help="offline grid: ONNX Runtime threads")
     parser.add_argument("--batches", default="1,8,32", help="offline grid: batch sizes")
     parser.add_argument("--poll-interval", type=float, default=0.25)
     add_polling_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_stack_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
-
-
-def modes(mode: str) -> list[str]:
-    return ["embedded", "service"] if mode == "both" else [mode]
 
 
 def stack_row(label: str, run: StackRun, reference: float) -> list[object]:
@@ -74,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                                          int_list(args.threads), int_list(args.batches))
     best = deepfake_offline.best(offline_rows)
     runs = [run_stack(mode, args.model, args.repository, photos, warm, args.concurrency,
-                      poll_interval=args.poll_interval, polling=args.polling) for mode in modes(args.mode)]
+                      poll_interval=args.poll_interval, polling=args.polling) for mode in stack_modes(args.mode)]
     shared.stop(own_cpu_seconds() + sum(postgres_backend_cpu(r) for r in runs))
 
     print(header(f"end to end vs offline: {best.model}, {args.images} distinct 512 px one-face JPEGs, "

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
-from bench.common import ROOT, Shared, cores, header, int_list, own_cpu_seconds, table
+from bench.common import Shared, add_repository_argument, cores, header, int_list, own_cpu_seconds, table
 from bench.photos import face_photos
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -111,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cuDNN convolution algorithm search modes to compare, e.g. HEURISTIC,EXHAUSTIVE")
     parser.add_argument("--model", default="deepfake")
     parser.add_argument("--model-version", default=None)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_repository_argument(parser)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--preload-cuda", action="store_true", help="load pip-installed CUDA/cuDNN first")
     args = parser.parse_args(argv)

@@ -13,7 +13,6 @@ sample: figures per job are averages over hundreds of jobs, read them as proport
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import peer_venv
-from bench.common import ROOT, Shared, header, own_cpu_seconds, table
+from bench.common import ROOT, Shared, add_repository_argument, header, own_cpu_seconds, table
 from bench.load import add_polling_argument
 from bench.measure import postgres_backend_cpu, run_stack
 from bench.photos import face_photos, faceless_images
@@ -176,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", action="store_true",
                         help="distinct 512 px one-face photos (bench/end_to_end.py's load) instead of face-less 64x64")
     parser.add_argument("--keep", type=Path, help="keep py-spy's raw stacks in this folder")
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_repository_argument(parser)
     args = parser.parse_args(argv)
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="ds-bench-profile-"))

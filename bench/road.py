@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
-from bench.common import ROOT, Shared, header, own_cpu_seconds, table
+from bench.common import Shared, add_stack_arguments, header, own_cpu_seconds, stack_modes, table
 from bench.load import add_polling_argument
 from bench.measure import StackRun, postgres_backend_cpu, run_stack
 from bench.photos import faceless_images
@@ -65,18 +65,14 @@ def breakdown(run: StackRun) -> list[list[object]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=600)
-    parser.add_argument("--model", default="deepfake")
     parser.add_argument("--model-version", default=None,
                         help="serve this version (default: the newest, as a fresh install does); deepfake 1's "
                              "MTCNN is the near-free one on face-less images, 2's BlazeFace costs ~10 ms")
     parser.add_argument("--size", type=int, default=64, help="side of the face-less noise images")
     parser.add_argument("--concurrency", type=int, default=8)
     add_polling_argument(parser)
-    parser.add_argument("--mode", choices=["embedded", "service", "both"], default="service")
     parser.add_argument("--batch-max", type=int, default=int(os.environ.get("BATCH_MAX", "8")))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_stack_arguments(parser, mode="service")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repository = one_version_repository(args.repository, args.model, args.model_version, Path(scratch.name))
     shared = Shared().start()
     model_ms = model_cpu_ms(args.repository, args.model, blobs[: min(len(blobs), 200)], args.batch_max)
-    modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
+    modes = stack_modes(args.mode)
     runs = [run_stack(mode, args.model, args.repository, blobs, warm, args.concurrency, max_poll_interval=0.5,
                       polling=args.polling)
             for mode in modes]

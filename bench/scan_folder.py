@@ -11,7 +11,6 @@ with the command's default concurrency (4 requests in flight).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import stacks
-from bench.common import ROOT, Shared, header, int_list, own_cpu_seconds, table
+from bench.common import Shared, add_stack_arguments, header, int_list, own_cpu_seconds, stack_modes, table
 from bench.photos import face_photos
 from cli.scan import screen_files
 from deepscreen.client import Client
@@ -53,15 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=240, help="photos per scan (each scan its own)")
     parser.add_argument("--batch-sizes", default="1,16", help="--batch-size of each scan; the first is the reference")
-    parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
-    parser.add_argument("--model", default="deepfake")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_stack_arguments(parser)
     args = parser.parse_args(argv)
 
     sizes = int_list(args.batch_sizes)
-    modes = ["embedded", "service"] if args.mode == "both" else [args.mode]
+    modes = stack_modes(args.mode)
     photos = face_photos(8 + args.images * len(sizes) * len(modes), seed=args.seed)
     shared = Shared().start()
     rows: list[list[object]] = []

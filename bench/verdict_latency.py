@@ -14,7 +14,6 @@ the document read, the answer sent). Server and client share this machine's cloc
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -26,7 +25,16 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import stacks
-from bench.common import ROOT, Shared, header, in_client_threads, int_list, own_cpu_seconds, table
+from bench.common import (
+    Shared,
+    add_stack_arguments,
+    header,
+    in_client_threads,
+    int_list,
+    own_cpu_seconds,
+    stack_modes,
+    table,
+)
 from bench.photos import face_photos
 
 STAGES = ["POST -> row", "row -> claimed", "claimed -> finished", "finished -> answer", "whole verdict"]
@@ -73,11 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=160, help="photos per client count (each distinct)")
     parser.add_argument("--clients", default="1,8", help="comma list of concurrent clients")
-    parser.add_argument("--mode", choices=["embedded", "service", "both"], default="both")
-    parser.add_argument("--model", default="deepfake")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_stack_arguments(parser)
     args = parser.parse_args(argv)
 
     counts = int_list(args.clients)
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     warm, photos = photos[:8], photos[8:]
     shared = Shared().start()
     results = []
-    for mode in ["embedded", "service"] if args.mode == "both" else [args.mode]:
+    for mode in stack_modes(args.mode):
         with getattr(stacks, mode)(args.model, args.repository) as stack:
             measure(stack, warm, min(4, len(warm)))  # first-request work in every process
             for n, clients in enumerate(counts):

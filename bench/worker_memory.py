@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, Shared, header, int_list, own_cpu_seconds, table
+from bench.common import ROOT, Shared, add_repository_argument, header, int_list, own_cpu_seconds, table
 
 
 def _clip(seed: int, frames: int = 48) -> bytes:
@@ -98,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="batch sizes (default: 1 and BATCH_MAX)")
     parser.add_argument("--media", default="photo", help="photo, video or photo,video")
     parser.add_argument("--models", default="", help="DEFAULT_MODELS for the worker (default: the setting's default)")
-    parser.add_argument("--repository", type=Path,
-                        default=Path(os.environ.get("MODEL_REPOSITORY", ROOT / "model_repository")))
+    add_repository_argument(parser)
     args = parser.parse_args(argv)
 
     shared = Shared().start()
