@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r.mode}: {r.inference_processes} inference processes; verdicts {r.load.labels} "
               f"({faces}/{r.load.jobs} with a face); failed {len(r.load.failed)}; "
               f"ratio {r.load.rate / best.rate:.2f} (target >= {TARGET})")
+        print(f"{r.mode}: CPU ms/image " + ", ".join(
+            f"{name} {1e3 * seconds / r.load.jobs:.2f}"
+            for name, seconds in [*r.cpu.items(), *r.other_cpu.items(), ("load generator", r.load_generator_cpu)]))
     print("\noffline grid (same photos, same run):")
     print(table(["processes", "ONNX threads", "batch", "images/s", "CPU ms/image"],
                 [[o.processes, o.threads, o.batch, o.rate, o.cpu_ms] for o in offline_rows]))
