@@ -32,10 +32,14 @@ def celery_config(settings: Settings) -> dict:
             data_folder_in=str(folder / "out"), data_folder_out=str(folder / "out"),
             processed_folder=str(folder / "processed"), control_folder=str(folder / "control"),
             store_processed=False,
-            polling_interval=0.05,  # kombu's default of 1 s would cap the embedded mode at ~1 job/s
+            polling_interval=0.05,  # idle; kombu's default of 1 s would cap the embedded mode at ~1 job/s
+            busy_polling_interval=0.005,  # for busy_seconds after a message (workers.filesystem_transport)
+            busy_seconds=2.0,
         )
     return {
         "broker_url": settings.broker_url,
+        # None: the URL's scheme picks the transport (redis://, amqp://)
+        "broker_transport": "workers.filesystem_transport:Transport" if settings.embedded else None,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
         "result_backend": settings.result_backend,

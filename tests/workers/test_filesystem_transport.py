@@ -1,0 +1,100 @@
+"""The embedded broker's transport: kombu's filesystem transport over a real folder, with the wait
+between empty looks short just after traffic and the idle interval otherwise.
+
+The transport's clock is a fake one that ``sleep`` advances, so the test asserts which waits the
+transport asked for, not how long the machine took; the messages are real files read by kombu.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from core.settings import Settings
+from workers import filesystem_transport
+from workers.celery_app import celery_config
+
+IDLE, BUSY = 1 / 16, 1 / 128  # binary fractions: the fake clock adds them up exactly
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+    clock = [0.0]
+
+    def sleep(seconds: float) -> None:
+        recorded.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(filesystem_transport, "sleep", sleep)
+    monkeypatch.setattr(filesystem_transport, "monotonic", lambda: clock[0])
+    return recorded
+
+
+@pytest.fixture
+def connection(tmp_path: Path):
+    folder = tmp_path / "broker"
+    for sub in ("out", "processed"):
+        (folder / sub).mkdir(parents=True)
+    options = {"data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
+               "processed_folder": str(folder / "processed"), "store_processed": False,
+               "polling_interval": IDLE, "busy_polling_interval": BUSY, "busy_seconds": 2.0}
+    with Connection("filesystem://", transport="workers.filesystem_transport:Transport",
+                    transport_options=options) as conn:
+        yield conn
+
+
+def _consume(conn: Connection, received: list[object]):
+    queue = Queue("inference", Exchange("inference", type="direct"), routing_key="inference")
+    consumer = conn.Consumer([queue], callbacks=[lambda body, message: (received.append(body), message.ack())])
+    consumer.consume()
+    return queue
+
+
+def test_message_is_delivered_and_later_empty_looks_wait_the_busy_interval(connection, waits) -> None:
+    received: list[object] = []
+    queue = _consume(connection, received)
+    assert isinstance(connection.transport, filesystem_transport.Transport)
+
+    connection.Producer().publish({"job": "a"}, exchange=queue.exchange, routing_key="inference", declare=[queue])
+    connection.drain_events(timeout=1)
+    assert received == [{"job": "a"}]
+    assert waits == []  # the file was there at the first look
+
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=10 * BUSY)
+    assert waits == [BUSY] * 10  # just after a message: short waits
+
+
+def test_without_recent_traffic_empty_looks_wait_the_idle_interval(connection, waits) -> None:
+    _consume(connection, [])
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=4 * IDLE)
+    assert waits == [IDLE] * 4
+
+
+def test_a_wait_never_runs_past_the_callers_timeout(connection, waits) -> None:
+    _consume(connection, [])
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=2 * IDLE + 1 / 32)
+    assert waits == [IDLE, IDLE, 1 / 32]
+
+
+def test_busy_window_ends_after_busy_seconds(connection) -> None:
+    transport = connection.transport
+    assert transport.interval(100.0) == IDLE  # no message yet
+    transport.last_message = 100.0
+    assert transport.interval(101.75) == BUSY
+    assert transport.interval(102.25) == IDLE
+
+
+def test_embedded_mode_uses_it_and_service_mode_does_not(tmp_path: Path) -> None:
+    embedded = celery_config(Settings(data_dir=tmp_path))
+    assert embedded["broker_transport"] == "workers.filesystem_transport:Transport"
+    assert embedded["broker_transport_options"]["busy_polling_interval"] < \
+        embedded["broker_transport_options"]["polling_interval"]
+    service = celery_config(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0"))
+    assert service["broker_transport"] is None
