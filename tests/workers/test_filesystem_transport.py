@@ -7,11 +7,14 @@ transport asked for, not how long the machine took; the messages are real files 
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 from pathlib import Path
 
 import pytest
 from kombu import Connection, Exchange, Queue
+from kombu.transport.virtual import Empty
 
 from core.settings import Settings
 from workers import filesystem_transport
@@ -98,3 +101,38 @@ def test_embedded_mode_uses_it_and_service_mode_does_not(tmp_path: Path) -> None
         embedded["broker_transport_options"]["polling_interval"]
     service = celery_config(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:6379/0"))
     assert service["broker_transport"] is None
+
+
+def test_a_message_is_invisible_until_completely_written(connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[object] = []
+    queue = _consume(connection, received)
+    channel = connection.default_channel
+    seen_while_writing: list[bool] = []
+    rename = os.replace
+
+    def replace(src: str, dst: str) -> None:  # the moment between writing the file and publishing it
+        try:
+            channel._get("inference")
+            seen_while_writing.append(True)
+        except Empty:
+            seen_while_writing.append(False)
+        rename(src, dst)
+
+    monkeypatch.setattr(filesystem_transport.os, "replace", replace)
+    connection.Producer().publish({"job": "b"}, exchange=queue.exchange, routing_key="inference", declare=[queue])
+    assert seen_while_writing == [False]
+    connection.drain_events(timeout=1)
+    assert received == [{"job": "b"}]
+
+
+def test_an_unreadable_message_file_is_skipped_not_fatal(connection, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    received: list[object] = []
+    queue = _consume(connection, received)
+    (tmp_path / "broker" / "out" / "1_empty.inference.msg").write_bytes(b"")  # as a torn write left it
+    connection.Producer().publish({"job": "c"}, exchange=queue.exchange, routing_key="inference", declare=[queue])
+    with caplog.at_level(logging.ERROR, logger="workers.filesystem_transport"):
+        connection.drain_events(timeout=1)
+    assert received == [{"job": "c"}]
+    assert "unreadable message file" in caplog.text
+    assert not (tmp_path / "broker" / "out" / "1_empty.inference.msg").exists()
