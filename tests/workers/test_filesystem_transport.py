@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection, Exchange, Queue
-from kombu.transport.virtual import Empty
+from kombu.transport.virtual import BrokerState, Empty
 
 from core.settings import Settings
 from workers import filesystem_transport
@@ -38,12 +38,16 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture
-def connection(tmp_path: Path):
+def connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # kombu keeps declared exchanges in a process-wide state; a fresh one, so each test's folder
+    # gets its own exchange table
+    monkeypatch.setattr(filesystem_transport.Transport, "global_state", BrokerState())
     folder = tmp_path / "broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (folder / sub).mkdir(parents=True)
     options = {"data_folder_in": str(folder / "out"), "data_folder_out": str(folder / "out"),
-               "processed_folder": str(folder / "processed"), "store_processed": False,
+               "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
+               "store_processed": False,
                "polling_interval": IDLE, "busy_polling_interval": BUSY, "busy_seconds": 2.0}
     with Connection("filesystem://", transport="workers.filesystem_transport:Transport",
                     transport_options=options) as conn:
