@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,37 @@ def test_an_unreadable_message_file_is_skipped_not_fatal(connection, tmp_path: P
     assert received == [{"job": "c"}]
     assert "unreadable message file" in caplog.text
     assert not (tmp_path / "broker" / "out" / "1_empty.inference.msg").exists()
+
+
+def test_a_message_another_worker_took_first_is_skipped(connection, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[object] = []
+    queue = _consume(connection, received)
+    producer = connection.Producer()
+    for job in ("d", "e"):
+        producer.publish({"job": job}, exchange=queue.exchange, routing_key="inference", declare=[queue])
+    out = tmp_path / "broker" / "out"
+    first = sorted(p.name for p in out.iterdir())[0]
+    rename = os.rename
+
+    def rename_after_a_rival(src: str, dst: str) -> None:  # a rival worker renames the oldest file first
+        if os.path.basename(src) == first:
+            rename(src, str(out / ".rival.read"))
+        rename(src, dst)
+
+    monkeypatch.setattr(filesystem_transport.os, "rename", rename_after_a_rival)
+    connection.drain_events(timeout=1)
+    assert received == [{"job": "e"}]  # "d" is the rival's
+    assert sorted(p.name for p in out.iterdir()) == [".rival.read"]  # the reader left nothing behind
+
+
+def test_reading_never_goes_through_the_temp_folder(connection, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # kombu moved each message to the temp folder: a copy, not a rename, where /tmp is another file system
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    received: list[object] = []
+    queue = _consume(connection, received)
+    connection.Producer().publish({"job": "f"}, exchange=queue.exchange, routing_key="inference", declare=[queue])
+    connection.drain_events(timeout=1)
+    assert received == [{"job": "f"}]
+    assert list((tmp_path / "broker" / "out").iterdir()) == []
