@@ -100,7 +100,7 @@ def test_busy_window_ends_after_busy_seconds(connection) -> None:
 
 
 def test_embedded_mode_uses_it_and_service_mode_does_not(tmp_path: Path) -> None:
-    embedded = celery_config(Settings(data_dir=tmp_path))
+    embedded = celery_config(Settings(data_dir=tmp_path, broker_url="filesystem://"))  # whatever the env says
     assert embedded["broker_transport"] == "workers.filesystem_transport:Transport"
     assert embedded["broker_transport_options"]["busy_polling_interval"] < \
         embedded["broker_transport_options"]["polling_interval"]
