@@ -7,6 +7,7 @@ transport asked for, not how long the machine took; the messages are real files 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -134,17 +135,20 @@ def test_an_unreadable_message_file_is_skipped_not_fatal(connection, tmp_path: P
                                                            caplog: pytest.LogCaptureFixture) -> None:
     received: list[object] = []
     queue = _consume(connection, received)
-    (tmp_path / "broker" / "out" / "1_empty.inference.msg").write_bytes(b"")  # as a torn write left it
+    # as a torn write left it; "0_" sorts before every real name (milliseconds, no leading zero)
+    (tmp_path / "broker" / "out" / "0_empty.inference.msg").write_bytes(b"")
     connection.Producer().publish({"job": "c"}, exchange=queue.exchange, routing_key="inference", declare=[queue])
     with caplog.at_level(logging.ERROR, logger="workers.filesystem_transport"):
         connection.drain_events(timeout=1)
     assert received == [{"job": "c"}]
     assert "unreadable message file" in caplog.text
-    assert not (tmp_path / "broker" / "out" / "1_empty.inference.msg").exists()
+    assert not (tmp_path / "broker" / "out" / "0_empty.inference.msg").exists()
 
 
 def test_a_message_another_worker_took_first_is_skipped(connection, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = itertools.count(1000)  # file names start with the time in ms: "d" is named first, whatever the clock
+    monkeypatch.setattr(filesystem_transport, "monotonic", lambda: float(next(clock)))
     received: list[object] = []
     queue = _consume(connection, received)
     producer = connection.Producer()
