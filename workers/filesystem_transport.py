@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from contextlib import suppress
+from pathlib import Path
 from time import monotonic, sleep
 from typing import Any, cast
 
@@ -35,6 +37,21 @@ log = logging.getLogger(__name__)
 
 BUSY_POLLING_INTERVAL = 0.005
 BUSY_SECONDS = 2.0
+LEFTOVER_AFTER_SECONDS = 60.0  # a hidden file lives microseconds unless its process died mid-way
+
+
+def remove_leftovers(folder: Path, older_than: float = LEFTOVER_AFTER_SECONDS) -> int:
+    """Delete the hidden files a killed writer (``.….part``) or reader (``.….read``) left in the
+    broker folder; their jobs were re-sent by the sweep. Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than
+    for path in folder.glob(".*"):
+        if path.suffix in (".part", ".read") and path.is_file():
+            with suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+    return removed
 
 
 class Channel(filesystem.Channel):

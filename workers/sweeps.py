@@ -19,7 +19,7 @@ from typing import Any
 from core import job_queue, jobs, repairs, reprocess, retention
 from core.object_store import get_store
 from core.settings import get_settings
-from workers import reprocessing
+from workers import filesystem_transport, reprocessing
 
 log = logging.getLogger(__name__)
 WEBHOOK_RESEND_AFTER = timedelta(minutes=5)
@@ -27,7 +27,8 @@ REPROCESS_STALLED_AFTER = timedelta(seconds=30)
 
 
 def maintain(schedule_chunk: Callable[[str], None]) -> dict[str, Any]:
-    """Slower housekeeping (every minute): scheduled reprocessing of the live versions, retention."""
+    """Slower housekeeping (every minute): scheduled reprocessing of the live versions, retention, and
+    the embedded broker's leftover files."""
     settings = get_settings()
     started = []
     every = timedelta(hours=settings.reprocess_every_hours) if settings.reprocess_every_hours else None
@@ -37,7 +38,8 @@ def maintain(schedule_chunk: Callable[[str], None]) -> dict[str, Any]:
         started.append(run["id"])
     expired = retention.expire(get_store(), settings.retention_days, settings.keep_verdicts) \
         if settings.retention_days or _any_key_retention() else {"expired": 0, "blobs_deleted": 0}
-    return {"runs_started": started, **expired}
+    leftovers = filesystem_transport.remove_leftovers(settings.broker_folder / "out") if settings.embedded else 0
+    return {"runs_started": started, **expired, "broker_leftovers_removed": leftovers}
 
 
 def _any_key_retention() -> bool:

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,15 @@ def test_reading_never_goes_through_the_temp_folder(connection, tmp_path: Path,
     connection.drain_events(timeout=1)
     assert received == [{"job": "f"}]
     assert list((tmp_path / "broker" / "out").iterdir()) == []
+
+
+def test_leftovers_of_killed_writers_and_readers_are_removed_after_a_minute(tmp_path: Path) -> None:
+    old = time.time() - 120
+    names = {".123_a.inference.msg.part": old, ".77-124_b.inference.msg.read": old,  # left by killed processes
+             ".125_c.inference.msg.part": time.time(),  # being written now
+             "126_d.inference.msg": old, ".keep": old}  # a message waiting, and not ours
+    for name, mtime in names.items():
+        (tmp_path / name).write_bytes(b"{}")
+        os.utime(tmp_path / name, (mtime, mtime))
+    assert filesystem_transport.remove_leftovers(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".125_c.inference.msg.part", ".keep", "126_d.inference.msg"]
