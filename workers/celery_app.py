@@ -10,6 +10,7 @@ time limit so Redis does not redeliver a message that is still being worked on.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -24,12 +25,17 @@ TASK_REPROCESS = "deepscreen.reprocess"
 TASK_MAINTAIN = "deepscreen.maintain"
 
 
+def message_folder(settings: Settings) -> Path:
+    """Where the embedded broker's message files live (written and read in the same folder)."""
+    return settings.broker_folder / "out"
+
+
 def celery_config(settings: Settings) -> dict:
     transport_options: dict = {"visibility_timeout": settings.task_time_limit * 2 + 60}
     if settings.embedded:
         folder = settings.broker_folder
         transport_options.update(
-            data_folder_in=str(folder / "out"), data_folder_out=str(folder / "out"),
+            data_folder_in=str(message_folder(settings)), data_folder_out=str(message_folder(settings)),
             processed_folder=str(folder / "processed"), control_folder=str(folder / "control"),
             store_processed=False,
             polling_interval=0.05,  # idle; kombu's default of 1 s would cap the embedded mode at ~1 job/s

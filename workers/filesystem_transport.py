@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 BUSY_POLLING_INTERVAL = 0.005
 BUSY_SECONDS = 2.0
 LEFTOVER_AFTER_SECONDS = 60.0  # a hidden file lives microseconds unless its process died mid-way
+PARTIAL, TAKEN = ".part", ".read"  # suffixes of a message being written / being read (hidden names)
 
 
 def remove_leftovers(folder: Path, older_than: float = LEFTOVER_AFTER_SECONDS) -> int:
@@ -46,7 +47,7 @@ def remove_leftovers(folder: Path, older_than: float = LEFTOVER_AFTER_SECONDS) -
     removed = 0
     cutoff = time.time() - older_than
     for path in folder.glob(".*"):
-        if path.suffix in (".part", ".read") and path.is_file():
+        if path.suffix in (PARTIAL, TAKEN) and path.is_file():
             with suppress(OSError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
@@ -60,7 +61,7 @@ class Channel(filesystem.Channel):
         ``*.<queue>.msg``, so they skip ``.*.part``) and renamed into place when complete."""
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
-        partial = os.path.join(self.data_folder_out, f".{name}.part")
+        partial = os.path.join(self.data_folder_out, f".{name}{PARTIAL}")
         try:
             with open(partial, "wb") as f:
                 f.write(dumps(payload).encode())
@@ -81,7 +82,7 @@ class Channel(filesystem.Channel):
         for name in sorted(os.listdir(folder)):
             if name.partition(".")[2] != wanted:  # kombu's test; hidden files never pass it
                 continue
-            taken = os.path.join(folder, f".{os.getpid()}-{name}.read")
+            taken = os.path.join(folder, f".{os.getpid()}-{name}{TAKEN}")
             try:
                 os.rename(os.path.join(folder, name), taken)
             except OSError:

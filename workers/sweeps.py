@@ -20,6 +20,7 @@ from core import job_queue, jobs, repairs, reprocess, retention
 from core.object_store import get_store
 from core.settings import get_settings
 from workers import filesystem_transport, reprocessing
+from workers.celery_app import message_folder
 
 log = logging.getLogger(__name__)
 WEBHOOK_RESEND_AFTER = timedelta(minutes=5)
@@ -38,7 +39,7 @@ def maintain(schedule_chunk: Callable[[str], None]) -> dict[str, Any]:
         started.append(run["id"])
     expired = retention.expire(get_store(), settings.retention_days, settings.keep_verdicts) \
         if settings.retention_days or _any_key_retention() else {"expired": 0, "blobs_deleted": 0}
-    leftovers = filesystem_transport.remove_leftovers(settings.broker_folder / "out") if settings.embedded else 0
+    leftovers = filesystem_transport.remove_leftovers(message_folder(settings)) if settings.embedded else 0
     return {"runs_started": started, **expired, "broker_leftovers_removed": leftovers}
 
 
