@@ -11,7 +11,7 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 
 from bench.photos import face_photos
 from web.app import create_app
-from web.multipart import FastMultipartDecoder
+from web.multipart import FastMultipartDecoder, _BoundaryFinder
 
 BOUNDARY = b"dsBoundary7MA4YWxkTrZu0gW"
 
@@ -65,6 +65,37 @@ def tricky_payloads(rng: random.Random) -> list[bytes]:
         b"",
         face_photos(1)[0],
     ]
+
+
+def test_boundary_finder_answers_as_werkzeugs_patterns() -> None:
+    """On random bytes full of line breaks, blanks, dashes and (partial) boundaries, from random
+    positions: the same match (start, end, what follows the boundary) or none, for both patterns."""
+    rng = random.Random(11)
+    oracle = MultipartDecoder(BOUNDARY)
+    pieces = [b"\r", b"\n", b"\r\n", b" ", b"\t", b"-", b"--", b"a", b"--" + BOUNDARY, BOUNDARY[:5], b"\x0b"]
+    finders = [(oracle.preamble_re, _BoundaryFinder(BOUNDARY, line_break_required=False)),
+               (oracle.boundary_re, _BoundaryFinder(BOUNDARY, line_break_required=True))]
+    found = 0
+    for _ in range(3000):
+        data = bytearray(b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))))
+        pos = rng.randint(0, len(data))
+        for pattern, finder in finders:
+            want, got = pattern.search(data, pos), finder.search(data, pos)
+            assert (want is None) == (got is None), (data, pos)
+            if want is not None and got is not None:
+                found += 1
+                assert (got.start(), got.end(), got.group(1)) == (want.start(), want.end(), want.group(1))
+    assert found > 300  # the cases were not all misses
+
+
+@pytest.mark.parametrize("preamble", [b"", b"a preamble\r\n", b"\r\n", b"no line break"])
+@pytest.mark.parametrize("ending", [b"--" + BOUNDARY + b"--\r\n", b"--" + BOUNDARY + b"-- \t", b"--" + BOUNDARY + b"--",
+                                    b"--" + BOUNDARY + b" \r\n"])
+def test_preambles_blanks_and_endings_as_werkzeug(preamble: bytes, ending: bytes) -> None:
+    parts = body([("file", b"abc"), ("other", b"\r\n--" + BOUNDARY[:-2])], epilogue=False)
+    message = preamble + parts.replace(b"--" + BOUNDARY + b"\r\n", b"--" + BOUNDARY + b" \t\r\n", 1) + ending
+    for chunks in ([len(message)], [1] * len(message), [5, 9, 2] * 20):
+        assert decode(FastMultipartDecoder, message, chunks) == decode(MultipartDecoder, message, chunks)
 
 
 @pytest.mark.parametrize("line_break", [b"\r\n", b"\n", b"\r"])
