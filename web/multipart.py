@@ -12,10 +12,14 @@ tests/web/test_multipart.py compares both decoders on awkward bodies cut into ra
 
 from __future__ import annotations
 
+import logging
 import re
+from importlib.metadata import version
 
 from werkzeug import formparser
-from werkzeug.sansio.multipart import LINE_BREAK, MultipartDecoder
+from werkzeug.sansio.multipart import LINE_BREAK, Epilogue, MultipartDecoder, NeedData
+
+log = logging.getLogger(__name__)
 
 # What werkzeug's boundary patterns require after ``--boundary``: ``--`` (the last one, then optional
 # blanks and line break), or optional blanks and a line break. Blanks are whitespace other than CR/LF.
@@ -82,8 +86,38 @@ class FastMultipartDecoder(MultipartDecoder):
         self.boundary_re = _BoundaryFinder(boundary, line_break_required=True)  # type: ignore[assignment]
 
 
-def install() -> None:
+def _events(decoder: MultipartDecoder, body: bytes) -> list[object]:
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    events: list[object] = []
+    while not isinstance(event := decoder.next_event(), NeedData | Epilogue):
+        events.append(event)
+    return events
+
+
+def _agrees_with_werkzeug() -> bool:
+    """Whether this werkzeug still reads a small awkward body the same through both decoders: the
+    decoder leans on werkzeug's internals (the two pattern attributes), so a werkzeug that changed
+    them keeps its own decoder instead of failing uploads."""
+    boundary = b"check"
+    body = (b"preamble\r\n--check\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--checkX\r\n"
+            b"\n--check \t\r\nContent-Disposition: form-data; name=\"b\"; filename=\"b\"\r\n\r\n\r\r\n"
+            b"--check--\r\n")
+    try:
+        return _events(FastMultipartDecoder(boundary), body) == _events(MultipartDecoder(boundary), body)
+    except Exception:  # any failure means: keep werkzeug's decoder
+        return False
+
+
+def install() -> bool:
     """Make werkzeug's form parser use the faster decoder (it looks the class up on each request).
-    Idempotent; a werkzeug that no longer has the name is left alone."""
-    if getattr(formparser, "MultipartDecoder", None) is MultipartDecoder:
-        formparser.MultipartDecoder = FastMultipartDecoder  # type: ignore[misc]
+    Idempotent; a werkzeug without that name, or whose decoder answers differently, is left alone
+    (with a warning). Returns whether the faster decoder is in use."""
+    if formparser.__dict__.get("MultipartDecoder") is FastMultipartDecoder:
+        return True
+    if formparser.__dict__.get("MultipartDecoder") is not MultipartDecoder or not _agrees_with_werkzeug():
+        log.warning("werkzeug %s: multipart uploads parsed by werkzeug's own decoder (web/multipart.py "
+                    "does not fit this version)", version("werkzeug"))
+        return False
+    formparser.MultipartDecoder = FastMultipartDecoder  # type: ignore[misc]
+    return True

@@ -177,3 +177,11 @@ def test_queue_sql_reports_each_step_on_both_databases() -> None:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     rows = [line for line in completed.stdout.splitlines() if line.startswith(("| postgresql |", "| sqlite |"))]
     assert len(rows) == 2 and all(float(line.split("|")[-2]) > 0 for line in rows), completed.stdout
+
+
+def test_multipart_parse_compares_both_decoders() -> None:
+    completed = subprocess.run([sys.executable, "bench/multipart_parse.py", "--rounds", "3", "--items", "1,2"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = [line.split("|") for line in completed.stdout.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert len(rows) == 2 and all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows), completed.stdout

@@ -144,3 +144,19 @@ def test_the_app_parses_uploads_with_it() -> None:
         (io.BytesIO(p), f"{n}.jpg", "image/jpeg") for n, p in enumerate(photos)]})
     assert answer.get_json() == {"sizes": [len(p) for p in photos], "note": "a\r\nb"}
 
+
+
+def test_install_keeps_werkzeugs_decoder_when_ours_does_not_fit(monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A werkzeug whose decoder reads the self-check body differently keeps its own decoder (a warning
+    says so) instead of failing uploads; this werkzeug gets the faster one."""
+    from web import multipart
+
+    monkeypatch.setattr(formparser, "MultipartDecoder", MultipartDecoder)
+    monkeypatch.setattr(multipart._BoundaryFinder, "search", lambda self, data, pos=0: None)
+    assert multipart.install() is False
+    assert formparser.MultipartDecoder is MultipartDecoder
+    assert "werkzeug's own decoder" in caplog.text
+    monkeypatch.undo()
+    monkeypatch.setattr(formparser, "MultipartDecoder", MultipartDecoder)
+    assert multipart.install() is True and formparser.MultipartDecoder is FastMultipartDecoder
