@@ -88,7 +88,10 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         2.0, ge=0, description="How long one delivery keeps claiming queued batches before it returns"
     )
-    fetch_threads: int = Field(4, gt=0, description="Threads per worker that fetch and decode a batch's media")
+    fetch_threads: int = Field(
+        0, ge=0, description="Threads per worker process that fetch and decode a batch's media "
+                             "(0: the cores each inference process has, from 2 to 8)"
+    )
     worker_nice: int = Field(
         5, ge=0, le=19, description="Niceness of inference processes: on a shared box the web answers first (0: off)"
     )
@@ -174,6 +177,15 @@ class Settings(BaseSettings):
         if self.worker_concurrency:
             return self.worker_concurrency
         return max(1, usable_cores() // max(1, self.onnx_intra_op_threads))
+
+    @property
+    def fetch_thread_count(self) -> int:
+        """FETCH_THREADS, or the cores each inference process has: decodes beyond them only contend
+        with the model threads (on 2 cores, 4 decoding threads cost a worker 0.25-0.7 CPU ms per photo
+        more than 2: docs/benchmarks.md). At least 2, so one GET waits while another media decodes."""
+        if self.fetch_threads:
+            return self.fetch_threads
+        return min(8, max(2, usable_cores() // self.inference_processes))
 
     @property
     def broker_folder(self) -> Path:

@@ -87,7 +87,7 @@ def current() -> WorkerProcess:
             settings = get_settings()
             _current = WorkerProcess(
                 identity=job_queue.worker_identity(),
-                fetch_pool=ThreadPoolExecutor(settings.fetch_threads, thread_name_prefix="deepscreen-fetch"),
+                fetch_pool=ThreadPoolExecutor(settings.fetch_thread_count, thread_name_prefix="deepscreen-fetch"),
                 planner=ThreadPoolExecutor(1, thread_name_prefix="deepscreen-plan"),
             )
             _pid = os.getpid()

@@ -40,3 +40,17 @@ def test_bad_values_are_named(monkeypatch, env, fragment) -> None:  # type: igno
         monkeypatch.setenv(key, value)
     with pytest.raises(SettingsError, match=fragment):
         load_settings()
+
+
+@pytest.mark.parametrize("cores, env, expected", [
+    (2, {}, 2),  # 2 inference processes of 1 ONNX thread: one core each, and the floor of 2
+    (16, {"WORKER_CONCURRENCY": "4"}, 4),
+    (16, {"ONNX_INTRA_OP_THREADS": "16"}, 8),  # one process with every core: capped at 8
+    (64, {"WORKER_CONCURRENCY": "1"}, 8),
+    (2, {"FETCH_THREADS": "5"}, 5),  # an explicit value is taken as given
+])
+def test_fetch_threads_follow_the_cores_each_process_has(monkeypatch, cores, env, expected) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("core.settings.usable_cores", lambda: cores)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().fetch_thread_count == expected
