@@ -123,6 +123,16 @@ def test_end_to_end_both_modes(model_repo: Path) -> None:
 
 
 @pytest.mark.slow
+def test_worker_drain_both_modes(model_repo: Path) -> None:
+    out = run_bench(["bench/worker_drain.py", "--images", "18", "--processes", "1", "--batches", "2",
+                     "--mode", "both"], model_repo, timeout=400)
+    assert "| offline best: 1 processes x 1 threads, batch 2" in out
+    rows = [line.split("|") for line in out.splitlines() if "a filled queue drained" in line]
+    assert [row[1].split(":")[0].strip() for row in rows] == ["embedded", "service"], out
+    assert all(float(row[2]) > 0 and float(row[4]) > 0 and row[5].strip() == "0" for row in rows), out
+
+
+@pytest.mark.slow
 def test_verdict_latency(model_repo: Path) -> None:
     out = run_bench(["bench/verdict_latency.py", "--images", "3", "--clients", "1,2", "--mode", "embedded"],
                     model_repo, timeout=300)
