@@ -41,6 +41,7 @@ bench: models
 	$(BIN)/python bench/road.py
 	$(BIN)/python bench/scan_folder.py
 	$(BIN)/python bench/worker_memory.py
+	$(BIN)/python bench/worker_drain.py
 	$(BIN)/python bench/multipart_parse.py
 	$(BIN)/python -m bench.models --repository $(MODEL_REPOSITORY)
 
