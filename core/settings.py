@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     @property
     def fetch_thread_count(self) -> int:
         """FETCH_THREADS, or the cores each inference process has: decodes beyond them only contend
-        with the model threads (on 2 cores, 4 decoding threads cost a worker 0.25-0.7 CPU ms per photo
+        with the model threads (on 2 cores, 4 decoding threads cost a worker 0.2-0.7 CPU ms per photo
         more than 2: docs/benchmarks.md). At least 2, so one GET waits while another media decodes."""
         if self.fetch_threads:
             return self.fetch_threads
