@@ -175,34 +175,49 @@ def run(base: str, headers: dict[str, str], blobs: list[bytes], clients: int = 8
         session = requests.Session()
         urls, polls = [], 0
         for start in range(0, len(share), BATCH_ITEMS):
-            files = [("file", (f"{n}.jpg", blob)) for n, blob in enumerate(share[start:start + BATCH_ITEMS])]
             started = time.time()
-            response = session.post(f"{base}/v1/batches", headers=headers, files=files,
-                                    data={"models": models} if models else None, timeout=120)
+            urls.append(post_batch(session, base, headers, share[start:start + BATCH_ITEMS], models))
             with lock:
                 first_post.append(started)
                 result.post_ms.append(1e3 * (time.time() - started))
-            if response.status_code != 202:
-                raise RuntimeError(f"POST /v1/batches answered {response.status_code}: {response.text[:300]}")
-            urls.append(response.json()["status_url"])
         for url in urls:
-            while True:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"batch {url} did not finish within {timeout:.0f} s")
-                polls += 1
-                view = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS, "include": "jobs"},
-                                   timeout=LONG_POLL_SECONDS + 30).json()
-                docs = [i["job"] for i in view["items"] if i.get("job_id")]  # a refused item has no job
-                if all(doc["status"] in ("succeeded", "failed") for doc in docs):
-                    for doc in docs:
-                        record(doc)
-                    break
+            docs, asked = collect_batch(session, base, headers, url, deadline)
+            polls += asked
+            for doc in docs:
+                record(doc)
         with lock:
             result.polls += polls
 
     in_client_threads(client, blobs, clients)
     result.seconds = max(finished) - min(first_post)
     return result
+
+
+def post_batch(session: requests.Session, base: str, headers: dict[str, str], blobs: list[bytes],
+               models: str | None = None) -> str:
+    """``POST /v1/batches`` of these images; its status URL."""
+    files = [("file", (f"{n}.jpg", blob)) for n, blob in enumerate(blobs)]
+    response = session.post(f"{base}/v1/batches", headers=headers, files=files,
+                            data={"models": models} if models else None, timeout=120)
+    if response.status_code != 202:
+        raise RuntimeError(f"POST /v1/batches answered {response.status_code}: {response.text[:300]}")
+    return str(response.json()["status_url"])
+
+
+def collect_batch(session: requests.Session, base: str, headers: dict[str, str], url: str,
+                  deadline: float) -> tuple[list[dict], int]:
+    """A batch's job documents once every job is final (long polls with ``include=jobs``), and how
+    many polls that took. ``deadline`` is on ``time.monotonic()``."""
+    polls = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"batch {url} did not finish in time")
+        polls += 1
+        view = session.get(base + url, headers=headers, params={"wait": LONG_POLL_SECONDS, "include": "jobs"},
+                           timeout=LONG_POLL_SECONDS + 30).json()
+        docs = [i["job"] for i in view["items"] if i.get("job_id")]  # a refused item has no job
+        if all(doc["status"] in ("succeeded", "failed") for doc in docs):
+            return docs, polls
 
 
 def warm_up(base: str, headers: dict[str, str], blobs: list[bytes], wait: Callable[[], None] | None = None) -> None:

@@ -28,12 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import deepfake_offline
 from bench.common import Shared, add_stack_arguments, header, int_list, own_cpu_seconds, stack_modes, table
-from bench.load import BATCH_ITEMS, warm_up
+from bench.load import BATCH_ITEMS, collect_batch, post_batch, warm_up
 from bench.photos import face_photos
 from bench.proc_cpu import snapshot
 from bench.stacks import STACKS, Stack
-
-FINAL = ("succeeded", "failed", "expired")
 
 
 @contextmanager
@@ -47,31 +45,21 @@ def paused(pids: list[int]) -> Iterator[None]:
             os.kill(pid, signal.SIGCONT)
 
 
-def drain(stack: Stack, photos: list[bytes]) -> tuple[float, float, int]:
+def drain(stack: Stack, photos: list[bytes], timeout: float = 600) -> tuple[float, float, int]:
     """(images/s, worker CPU seconds, failed jobs) from the resume to the last verdict."""
     session = requests.Session()
     workers = list(stack.groups["inference workers"](snapshot()))
     with paused(workers):
-        batches = []
-        for start in range(0, len(photos), BATCH_ITEMS):
-            files = [("file", (f"{start + n}.jpg", p, "image/jpeg"))
-                     for n, p in enumerate(photos[start:start + BATCH_ITEMS])]
-            answer = session.post(f"{stack.url}/v1/batches", headers=stack.headers, files=files, timeout=60)
-            answer.raise_for_status()
-            batches.append(answer.json()["id"])
+        urls = [post_batch(session, stack.url, stack.headers, photos[start:start + BATCH_ITEMS])
+                for start in range(0, len(photos), BATCH_ITEMS)]
         before = snapshot()
         started = time.monotonic()
-    failed = 0
-    for batch_id in batches:
-        while True:
-            view = session.get(f"{stack.url}/v1/batches/{batch_id}?wait=30", headers=stack.headers, timeout=60).json()
-            if all(item["status"] in FINAL for item in view["items"]):
-                failed += sum(item["status"] != "succeeded" for item in view["items"])
-                break
+    deadline = started + timeout
+    docs = [doc for url in urls for doc in collect_batch(session, stack.url, stack.headers, url, deadline)[0]]
     seconds = time.monotonic() - started
     after = snapshot()
     cpu = sum(after[p].cpu - before[p].cpu for p in workers if p in after and p in before)
-    return len(photos) / seconds, cpu, failed
+    return len(photos) / seconds, cpu, sum(doc["status"] != "succeeded" for doc in docs)
 
 
 def main(argv: list[str] | None = None) -> int:

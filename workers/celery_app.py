@@ -33,9 +33,9 @@ def message_folder(settings: Settings) -> Path:
 def celery_config(settings: Settings) -> dict:
     transport_options: dict = {"visibility_timeout": settings.task_time_limit * 2 + 60}
     if settings.embedded:
-        folder = settings.broker_folder
+        folder, messages = settings.broker_folder, str(message_folder(settings))
         transport_options.update(
-            data_folder_in=str(message_folder(settings)), data_folder_out=str(message_folder(settings)),
+            data_folder_in=messages, data_folder_out=messages,
             processed_folder=str(folder / "processed"), control_folder=str(folder / "control"),
             store_processed=False,
             polling_interval=0.05,  # idle; kombu's default of 1 s would cap the embedded mode at ~1 job/s
